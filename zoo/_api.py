@@ -1,0 +1,87 @@
+"""The public functions: build, list_models, get_spec, register_dir, architecture_schema."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._builder import build_network, expand
+from ._errors import SchemaError, UnknownNameError, did_you_mean
+from ._registry import REGISTRY
+from ._schema import ArchitectureFile, ArchitectureSpec
+
+__all__ = ["architecture_schema", "build", "get_spec", "list_models", "register_dir"]
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is a shell glob such as ``"resnet*"``."""
+    return REGISTRY.list_models(pattern)
+
+
+def get_spec(name: str) -> ArchitectureSpec:
+    """The resolved, validated architecture (``extends`` applied)."""
+    return REGISTRY.get_spec(name)
+
+
+def register_dir(path: str | os.PathLike[str]) -> None:
+    """Add a folder of architecture files (searched recursively) to the registry."""
+    REGISTRY.register_dir(path)
+
+
+def resolve_params(spec: ArchitectureSpec, num_classes: int | None, in_channels: int | None, params: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    """Caller's overrides checked against the declared parameters; the input shape to build for."""
+    given = dict(params)
+    if num_classes is not None:
+        if "num_classes" not in spec.params:
+            raise UnknownNameError(f"{spec.name!r} has no 'num_classes' parameter", location=None, path="params")
+        given["num_classes"] = num_classes
+    for key in given:
+        if key not in spec.params:
+            raise UnknownNameError(
+                f"{spec.name!r} has no parameter {key!r}",
+                path=f"params.{key}",
+                hint=did_you_mean(key, spec.params) or f"its parameters: {', '.join(spec.params) or 'none'}",
+            )
+    shape = list(spec.input)
+    if in_channels is not None:
+        if len(shape) != 3 or not isinstance(in_channels, int) or in_channels <= 0:
+            raise SchemaError(f"in_channels must be a positive int for an image model, got {in_channels!r}")
+        shape[0] = in_channels
+    return given, shape
+
+
+def build(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    pretrained: bool | str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    max_params: int | None = None,
+    **params: Any,
+) -> nn.Module:
+    """Build a registered architecture into a plain ``torch.nn.Module`` that returns logits.
+
+    ``num_classes``/``in_channels`` and any declared parameter override the file's defaults.
+    ``device="meta"`` builds without allocating (for loading weights with ``assign=True``).
+    """
+    spec = REGISTRY.get_spec(name)
+    given, shape = resolve_params(spec, num_classes, in_channels, params)
+    expanded = expand(spec, REGISTRY.blocks(), given, tuple(shape))
+    if pretrained is not None and pretrained is not False:
+        from ._weights import load_pretrained
+
+        model = build_network(expanded, device="meta", limit=max_params)
+        return load_pretrained(model, spec, pretrained, num_classes=num_classes, in_channels=in_channels, device=device)
+    return build_network(expanded, device=device, limit=max_params)
+
+
+def architecture_schema() -> dict[str, Any]:
+    """JSON Schema of an architecture file, generated from the pydantic models."""
+    schema = ArchitectureFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "zoo architecture file"
+    return schema

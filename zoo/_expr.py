@@ -1,0 +1,221 @@
+"""``${...}`` expressions: a small arithmetic evaluator over declared parameters.
+
+The text is parsed with :mod:`ast` (parsing runs nothing) and only a whitelist of node types is
+walked: numbers, strings, booleans, parameter names, ``+ - * / // % **``, comparisons,
+``and/or/not``, ``a if c else b``, list literals and indexing, and the functions in ``FUNCTIONS``.
+Attributes, other calls, lambdas, comprehensions and dunder names are refused, so a file can
+compute ``${planes * 4}`` but can never reach Python.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._errors import ExpressionError, did_you_mean
+
+__all__ = ["FUNCTIONS", "evaluate", "interpolate", "is_expression"]
+
+_MAX_INT = 2**63  # beyond any real size; keeps ``10 ** 10 ** 10`` from hanging the process
+_MAX_TEXT = 1000  # an expression longer than this is not an architecture parameter
+
+_TEMPLATE = re.compile(r"\$\{([^{}]*)\}")
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "int": int,
+    "round": round,
+    "len": len,
+    "ceil": math.ceil,
+    "floor": math.floor,
+}
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_CONSTANT_NAMES = {"true": True, "false": False, "True": True, "False": False, "null": None, "None": None}
+
+
+def is_expression(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def interpolate(value: str, env: Mapping[str, Any]) -> Any:
+    """``"${a * 2}"`` gives the value itself; ``"layer${i + 1}"`` gives a string."""
+    whole = _TEMPLATE.fullmatch(value.strip())
+    if whole:
+        return evaluate(whole.group(1), env)
+    parts: list[str] = []
+    last = 0
+    for match in _TEMPLATE.finditer(value):
+        parts.append(value[last : match.start()])
+        parts.append(str(evaluate(match.group(1), env)))
+        last = match.end()
+    rest = value[last:]
+    if "${" in rest:
+        raise ExpressionError(f"unterminated '${{' in {value!r}", hint="write ${expression}")
+    parts.append(rest)
+    return "".join(parts)
+
+
+def evaluate(text: str, env: Mapping[str, Any]) -> Any:
+    """Evaluate one expression (the part inside ``${...}``) over ``env``."""
+    if len(text) > _MAX_TEXT:
+        raise ExpressionError(f"expression longer than {_MAX_TEXT} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"invalid expression {text!r}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError):
+        raise ExpressionError(f"invalid expression {text!r}") from None
+    try:
+        return _Evaluator(env, text).visit(tree.body)
+    except ExpressionError:
+        raise
+    except ZeroDivisionError:
+        raise ExpressionError(f"division by zero in ${{{text}}}") from None
+    except RecursionError:
+        raise ExpressionError(f"expression nested too deeply: {text[:40]!r}...") from None
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
+        raise ExpressionError(f"cannot evaluate ${{{text}}}: {exc}") from None
+
+
+class _Evaluator:
+    def __init__(self, env: Mapping[str, Any], text: str) -> None:
+        self.env = env
+        self.text = text
+
+    def visit(self, node: ast.AST) -> Any:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            raise ExpressionError(
+                f"{type(node).__name__.lower()} is not allowed in ${{{self.text}}}: expressions "
+                "may use numbers, parameters, arithmetic, comparisons, 'x if c else y', lists, "
+                f"indexing and {', '.join(sorted(FUNCTIONS))}()"
+            )
+        return method(node)
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        if not isinstance(node.value, (int, float, str, bool)) and node.value is not None:
+            raise ExpressionError(f"constant {node.value!r} is not allowed in ${{{self.text}}}")
+        return node.value
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        name = node.id
+        if name.startswith("__"):
+            raise ExpressionError(f"name {name!r} is not allowed in ${{{self.text}}}")
+        if name in self.env:
+            return self.env[name]
+        if name in _CONSTANT_NAMES:
+            return _CONSTANT_NAMES[name]
+        raise ExpressionError(
+            f"unknown parameter {name!r} in ${{{self.text}}}",
+            hint=did_you_mean(name, self.env) or f"known: {', '.join(sorted(self.env)) or 'none'}",
+        )
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise ExpressionError(f"operator {type(node.op).__name__} is not allowed in ${{{self.text}}}")
+        left, right = self.visit(node.left), self.visit(node.right)
+        if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > 64:
+            raise ExpressionError(f"exponent {right} too large in ${{{self.text}}}")
+        if isinstance(node.op, ast.Mult) and (isinstance(left, (str, list)) or isinstance(right, (str, list))):
+            count = right if isinstance(left, (str, list)) else left
+            if isinstance(count, int) and count > _MAX_TEXT:
+                raise ExpressionError(f"repetition by {count} too large in ${{{self.text}}}")
+        return _check_size(op(left, right), self.text)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        value = self.visit(node.operand)
+        if isinstance(node.op, ast.USub):
+            return -value
+        if isinstance(node.op, ast.UAdd):
+            return +value
+        if isinstance(node.op, ast.Not):
+            return not value
+        raise ExpressionError(f"operator {type(node.op).__name__} is not allowed in ${{{self.text}}}")
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> Any:
+        if isinstance(node.op, ast.And):
+            result: Any = True
+            for value in node.values:
+                result = self.visit(value)
+                if not result:
+                    return result
+            return result
+        result = False
+        for value in node.values:
+            result = self.visit(value)
+            if result:
+                return result
+        return result
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        left = self.visit(node.left)
+        for op_node, right_node in zip(node.ops, node.comparators):
+            right = self.visit(right_node)
+            if not _CMPOPS[type(op_node)](left, right):
+                return False
+            left = right
+        return True
+
+    def visit_IfExp(self, node: ast.IfExp) -> Any:
+        return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
+
+    def visit_List(self, node: ast.List) -> Any:
+        return [self.visit(e) for e in node.elts]
+
+    def visit_Tuple(self, node: ast.Tuple) -> Any:
+        return [self.visit(e) for e in node.elts]
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        container = self.visit(node.value)
+        if isinstance(node.slice, ast.Slice):
+            raise ExpressionError(f"slices are not allowed in ${{{self.text}}}")
+        index = self.visit(node.slice)
+        if not isinstance(container, (list, str)) or not isinstance(index, int):
+            raise ExpressionError(f"only lists can be indexed, by integers, in ${{{self.text}}}")
+        if not -len(container) <= index < len(container):
+            raise ExpressionError(f"index {index} out of range (length {len(container)}) in ${{{self.text}}}")
+        return container[index]
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
+            shown = node.func.id if isinstance(node.func, ast.Name) else "this call"
+            raise ExpressionError(
+                f"call to {shown!r} is not allowed in ${{{self.text}}}",
+                hint=f"allowed functions: {', '.join(sorted(FUNCTIONS))}",
+            )
+        args = [self.visit(a) for a in node.args]
+        return _check_size(FUNCTIONS[node.func.id](*args), self.text)
+
+
+def _check_size(value: Any, text: str) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+        raise ExpressionError(f"value too large in ${{{text}}}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExpressionError(f"value is not finite in ${{{text}}}")
+    return value

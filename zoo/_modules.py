@@ -1,0 +1,233 @@
+"""The torch modules the builder emits beyond torch.nn's own.
+
+Combinators keep their children *flat* (registered directly on the module, in file order) and a
+small static plan of names saying how data flows between them. That is what lets a YAML file give
+torchvision's exact ``state_dict`` keys: ``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight``,
+``Mixed_7b.branch3x3_2a.conv.weight``. The plan is plain tuples, so modules deep-copy, pickle and
+``torch.compile`` like any other.
+
+A plan step is one of
+    "name"                                    call child ``name``
+    ("seq", (step, ...))                      steps one after another
+    ("cat", (step, ...))                      each step on the same input, concatenated on channels
+    ("res", body, shortcut|None, scale, post) body(x) * scale + shortcut(x), then post
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Aux",
+    "BatchNormNoScale",
+    "Concat",
+    "ConvAct",
+    "FixedFilter",
+    "Graph",
+    "LinearAct",
+    "Network",
+    "PadSame",
+    "Residual",
+]
+
+Step = Any  # str | tuple: see module docstring
+
+
+class Graph(nn.Module):
+    """Children registered flat, run by a static plan."""
+
+    def __init__(self, children: dict[str, nn.Module], plan: Step) -> None:
+        super().__init__()
+        for name, module in children.items():
+            self.add_module(name, module)
+        self.plan = plan
+
+    def run(self, step: Step, x: Tensor) -> Tensor:
+        if isinstance(step, str):
+            return self._modules[step](x)  # type: ignore[misc]
+        kind = step[0]
+        if kind == "seq":
+            for sub in step[1]:
+                x = self.run(sub, x)
+            return x
+        if kind == "cat":
+            return torch.cat([self.run(branch, x) for branch in step[1]], 1)
+        # "res": the torchvision/timm order: body, shortcut, scaled add, post-activation
+        _, body, shortcut, scale, post = step
+        out = self.run(body, x)
+        identity = x if shortcut is None else self.run(shortcut, x)
+        out = out + identity if scale == 1.0 else out * scale + identity
+        return out if post is None else self.run(post, out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.run(self.plan, x)
+
+
+class Residual(Graph):
+    """``post(body(x) * scale + shortcut(x))``; shortcut defaults to identity."""
+
+
+class Concat(Graph):
+    """Branches on the same input, concatenated along channels."""
+
+
+class Aux(Graph):
+    """An auxiliary head: in training mode it computes its output and passes ``x`` through.
+
+    The enclosing :class:`Network` returns ``(logits, *aux_outputs)`` in training mode, the
+    convention of torchvision's GoogLeNet/Inception-v3 (which also skip aux heads in eval mode).
+    """
+
+    def __init__(self, children: dict[str, nn.Module], plan: Step) -> None:
+        super().__init__(children, plan)
+        self.output: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            self.output = self.run(self.plan, x)
+        return x
+
+
+class Network(nn.Sequential):
+    """The root of a built model: a Sequential that also returns aux outputs when training."""
+
+    def __init__(self, children: dict[str, nn.Module]) -> None:
+        super().__init__()
+        for name, module in children.items():
+            self.add_module(name, module)
+        self.aux_names = [name for name, m in self.named_modules() if isinstance(m, Aux)]
+
+    def forward(self, x: Tensor) -> Any:
+        for module in self:
+            x = module(x)
+        if self.training and self.aux_names:
+            outputs = []
+            for name in self.aux_names:
+                aux = self.get_submodule(name)
+                outputs.append(aux.output)
+                aux.output = None  # drop the graph reference once handed over
+            return (x, *outputs)
+        return x
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding for one dimension: (before, after); the extra pixel goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class PadSame(nn.Module):
+    """Pads like TensorFlow's 'SAME' for the actual input size (asymmetric when needed)."""
+
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], value: float = 0.0) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.dilation, self.value = kernel, stride, dilation, value
+
+    def forward(self, x: Tensor) -> Tensor:
+        top, bottom = same_pads(x.shape[-2], self.kernel[0], self.stride[0], self.dilation[0])
+        left, right = same_pads(x.shape[-1], self.kernel[1], self.stride[1], self.dilation[1])
+        if top == bottom == left == right == 0:
+            return x
+        return F.pad(x, (left, right, top, bottom), value=self.value)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}"
+
+
+def _hide(module: nn.Module, name: str, value: nn.Module | None) -> None:
+    # Kept out of _modules on purpose: a parameter-free helper that should not make its owner a
+    # non-leaf (torchinfo only counts mult-adds of leaf layers) nor appear in state_dict paths.
+    object.__setattr__(module, name, value)
+
+
+class ConvAct(nn.Conv2d):
+    """A Conv2d with optional TF-'SAME' padding and a fused activation; keys stay weight/bias."""
+
+    def __init__(self, *args: Any, pad: PadSame | None = None, act: nn.Module | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _hide(self, "pad", pad)
+        _hide(self, "act", act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad is not None:
+            x = self.pad(x)
+        x = super().forward(x)
+        return x if self.act is None else self.act(x)
+
+    def extra_repr(self) -> str:
+        extra = ", padding=same" if self.pad is not None else ""
+        return super().extra_repr() + extra + (f", act={self.act}" if self.act is not None else "")
+
+
+class LinearAct(nn.Linear):
+    """A Linear layer with a fused activation; keys stay weight/bias."""
+
+    def __init__(self, *args: Any, act: nn.Module, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _hide(self, "act", act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(super().forward(x))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", act={self.act}"
+
+
+class PoolSame(nn.Module):
+    """Keras 'same' pooling: max pads with -inf; average counts only real pixels."""
+
+    def __init__(self, kind: str, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
+        super().__init__()
+        self.kind = kind
+        self.pad = PadSame(kernel, stride, (1, 1), value=float("-inf") if kind == "max" else 0.0)
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        padded = self.pad(x)
+        if self.kind == "max":
+            return F.max_pool2d(padded, self.kernel, self.stride)
+        summed = F.avg_pool2d(padded, self.kernel, self.stride)
+        ones = self.pad(torch.ones_like(x[:1, :1]))
+        return summed / F.avg_pool2d(ones, self.kernel, self.stride)  # divide by real-pixel share
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, kernel={self.kernel}, stride={self.stride}, padding=same"
+
+
+class BatchNormNoScale(nn.BatchNorm2d):
+    """Batch norm with a learned shift but no scale (Keras ``scale=False``)."""
+
+    def __init__(self, num_features: int, **kwargs: Any) -> None:
+        super().__init__(num_features, affine=False, **kwargs)
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if isinstance(getattr(self, "bias", None), nn.Parameter):  # absent while the parent __init__ runs
+            nn.init.zeros_(self.bias)
+
+
+class FixedFilter(nn.Module):
+    """Non-trainable image filters (edge detectors, blur, sharpen) applied to every channel."""
+
+    def __init__(self, kernels: list[list[list[float]]], channels: int, padding: int) -> None:
+        super().__init__()
+        self.kernels, self.channels, self.padding = kernels, channels, padding
+        self.register_buffer("weight", self._weight(), persistent=False)
+
+    def _weight(self) -> Tensor:
+        # (K, k, k) -> (C*K, 1, k, k): each input channel filtered by each kernel
+        return torch.tensor(self.kernels).unsqueeze(1).repeat(self.channels, 1, 1, 1)
+
+    def reset_parameters(self) -> None:
+        """Refill the fixed kernels (after ``to_empty`` moved the module off the meta device)."""
+        with torch.no_grad():
+            self.weight.copy_(self._weight().to(self.weight.device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight.to(x.dtype), padding=self.padding, groups=self.channels)

@@ -1,0 +1,125 @@
+"""Pydantic models of an architecture file (and of a block library file).
+
+The ``layers`` lists stay untyped here (``list[Any]``): a node's meaning depends on the primitive
+table and on block templates, and its values may be ``${...}`` expressions, so nodes are validated
+by the builder after expansion, each against its primitive's own spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+__all__ = [
+    "ArchitectureFile",
+    "ArchitectureSpec",
+    "BlockLibrary",
+    "BlockTemplate",
+    "Published",
+    "REQUIRED",
+]
+
+REQUIRED = "required"  # a parameter default that must be given by the caller
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]*$"
+
+
+def _non_empty_list(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of layers")
+    return value  # the located YList itself, so later errors keep their line numbers
+
+
+def _mapping(value: Any) -> Any:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError("expected a mapping of names to values")
+    return value
+
+
+_NODE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "description": "a primitive, combinator or block without arguments"},
+        {"type": "object", "minProperties": 1, "maxProperties": 1, "description": "{type: arguments}"},
+    ]
+}
+LayerList = Annotated[
+    Any, AfterValidator(_non_empty_list), WithJsonSchema({"type": "array", "minItems": 1, "items": _NODE_SCHEMA})
+]
+ParamMap = Annotated[Any, AfterValidator(_mapping), WithJsonSchema({"type": "object"})]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Published(_Strict):
+    """The published parameter count this architecture is held to."""
+
+    params: int = Field(ge=0, description="parameter count as published")
+    source: str = Field(description="where the number comes from (paper table, Keras summary, ...)")
+    convention: Literal["pytorch", "keras"] = Field(
+        "pytorch",
+        description="pytorch: trainable+frozen parameters; keras: also batch-norm moving statistics",
+    )
+    with_params: dict[str, Any] = Field(
+        default_factory=dict, description="parameter overrides under which the number holds"
+    )
+
+
+class BlockTemplate(_Strict):
+    """A reusable block: parameters with defaults (or 'required') and layers over them."""
+
+    description: str = ""
+    params: ParamMap = Field(default_factory=dict, description="name: default, or 'required'")
+    let: ParamMap = Field(default_factory=dict, description="derived values, evaluated in order")
+    layers: LayerList
+
+
+class ArchitectureFile(_Strict):
+    """An architecture file as written (before ``extends`` is resolved)."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="registry name")
+    extends: str | None = Field(None, description="architecture (or template) this file derives from")
+    abstract: bool = Field(False, description="a template for other files; not listed or built")
+    description: str | None = None
+    source: str | None = Field(None, description="paper, document or implementation")
+    input: list[int] | None = Field(None, min_length=1, max_length=3, description="[C, H, W] or [F]")
+    params: ParamMap = Field(default_factory=dict, description="parameters and their defaults")
+    let: ParamMap = Field(default_factory=dict, description="derived values, evaluated in order")
+    published: Published | None = None
+    reference: dict[Literal["torchvision", "timm"], str] | None = None
+    features: list[str] | None = Field(None, description="module names whose outputs features_only returns")
+    weights: dict[str, Any] | None = Field(None, description="pretrained-weights metadata")
+    blocks: dict[str, BlockTemplate] = Field(default_factory=dict)
+    layers: LayerList | None = None
+
+
+class BlockLibrary(_Strict):
+    """A file of shared block templates (``kind: blocks``)."""
+
+    kind: Literal["blocks"]
+    description: str = ""
+    blocks: dict[str, BlockTemplate]
+
+
+@dataclass
+class ArchitectureSpec:
+    """A resolved architecture: ``extends`` applied, defaults merged, ready to build."""
+
+    name: str
+    file: str
+    chain: list[str]
+    description: str
+    source: str
+    input: list[int]
+    params: dict[str, Any]
+    let: dict[str, Any]
+    published: Published | None
+    reference: dict[str, str] | None
+    features: list[str] | None
+    weights: dict[str, Any] | None
+    blocks: dict[str, BlockTemplate]
+    layers: list[Any]
+    abstract: bool = False

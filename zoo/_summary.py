@@ -1,0 +1,108 @@
+"""Summaries: the torchinfo table plus the published count beside the actual one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from ._errors import SchemaError
+
+__all__ = ["Summary", "count_params", "summary"]
+
+Convention = Literal["pytorch", "keras"]
+
+
+def count_params(model: nn.Module, *, convention: Convention = "pytorch", trainable_only: bool = False) -> int:
+    """Parameter count. ``keras`` also counts batch-norm moving mean and variance, as Keras'
+    ``model.summary()`` does (as non-trainable parameters)."""
+    params = [p for p in model.parameters() if p.requires_grad or not trainable_only]
+    total = sum(p.numel() for p in params)
+    if convention == "keras" and not trainable_only:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                total += m.running_mean.numel() + m.running_var.numel()  # type: ignore[union-attr]
+    elif convention not in ("pytorch", "keras"):
+        raise SchemaError(f"unknown convention {convention!r}; expected 'pytorch' or 'keras'")
+    return total
+
+
+@dataclass
+class Summary:
+    name: str
+    table: str
+    total_params: int
+    trainable_params: int
+    mult_adds: int
+    input_shape: list[int]
+    published: int | None
+    published_source: str
+    convention: Convention
+
+    @property
+    def matches(self) -> bool:
+        """True when there is no published count or it equals the actual one."""
+        return self.published is None or self.published == self.total_params
+
+    def __str__(self) -> str:
+        lines = [self.table, f"input: {tuple(self.input_shape)}  convention: {self.convention}"]
+        lines.append(f"total params:     {self.total_params:,}")
+        lines.append(f"trainable params: {self.trainable_params:,}")
+        lines.append(f"mult-adds:        {self.mult_adds:,}")
+        if self.published is not None:
+            verdict = "matches" if self.matches else f"DIFFERS by {self.total_params - self.published:+,}"
+            lines.append(f"published params: {self.published:,} ({self.published_source}) -> {verdict}")
+        return "\n".join(lines)
+
+
+def summary(
+    model: str | nn.Module,
+    *,
+    input_size: Sequence[int] | None = None,
+    depth: int = 3,
+    convention: Convention | None = None,
+    **params: object,
+) -> Summary:
+    """torchinfo table and counts for a registered name (or a built module with ``input_size``).
+
+    ``convention`` defaults to the one the file's published count uses (else ``pytorch``)."""
+    import torchinfo  # heavy-ish; only summaries need it
+
+    from ._api import build, get_spec
+
+    published: int | None = None
+    source = ""
+    if isinstance(model, str):
+        spec = get_spec(model)
+        name = spec.name
+        if convention is None:
+            convention = spec.published.convention if spec.published else "pytorch"
+        if spec.published is not None and spec.published.convention == convention and not params and input_size is None:
+            published, source = spec.published.params, spec.published.source
+        shape = list(input_size) if input_size is not None else list(spec.input)
+        module = build(model, in_channels=shape[0] if len(shape) == 3 else None, **params)  # type: ignore[arg-type]
+    else:
+        if input_size is None:
+            raise SchemaError("summary of a module needs input_size=(C, H, W)")
+        name, module, shape = type(model).__name__, model, list(input_size)
+    convention = convention or "pytorch"
+    was_training = module.training
+    module.eval()
+    stats = torchinfo.summary(
+        module, input_size=(1, *shape), depth=depth, verbose=0, device="cpu",
+        col_names=("output_size", "num_params", "mult_adds"),
+    )
+    module.train(was_training)
+    return Summary(
+        name=name,
+        table=str(stats),
+        total_params=count_params(module, convention=convention),
+        trainable_params=count_params(module, trainable_only=True),
+        mult_adds=int(stats.total_mult_adds),
+        input_shape=shape,
+        published=published,
+        published_source=source,
+        convention=convention,
+    )

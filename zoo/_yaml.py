@@ -1,0 +1,178 @@
+"""Safe YAML loading that remembers where every value was written.
+
+PyYAML composes the node tree (no Python object is ever constructed from a tag); this module
+turns it into plain dicts and lists that carry their source positions (``YMap``/``YList``), so any
+later stage can point an error at ``file:line:col``. It rejects what a data file has no business
+containing: non-standard tags, duplicate keys, alias bombs, absurd nesting and non-UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ._errors import Location, SchemaError
+
+__all__ = ["YList", "YMap", "load_yaml", "loc_of", "parse_yaml"]
+
+MAX_NODES = 200_000  # values after alias expansion; a real architecture file has a few thousand
+MAX_DEPTH = 64  # nesting depth; real files stay under 20
+MAX_BYTES = 4 * 1024 * 1024
+
+_STANDARD_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+
+
+class YMap(dict[str, Any]):
+    """A mapping from a YAML file, with the location of itself and of each key."""
+
+    loc: Location | None
+    key_locs: dict[str, Location]
+
+    def __init__(self, *args: Any, loc: Location | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loc = loc
+        self.key_locs = {}
+
+
+class YList(list[Any]):
+    """A sequence from a YAML file, with the location of itself and of each item."""
+
+    loc: Location | None
+    item_locs: list[Location | None]
+
+    def __init__(self, *args: Any, loc: Location | None = None) -> None:
+        super().__init__(*args)
+        self.loc = loc
+        self.item_locs = []
+
+
+def loc_of(container: Any, key: Any = None) -> Location | None:
+    """Location of ``container[key]`` (or of the container itself when key is None)."""
+    if key is None:
+        return getattr(container, "loc", None)
+    if isinstance(container, YMap):
+        value = container.get(key)
+        return getattr(value, "loc", None) or container.key_locs.get(key) or container.loc
+    if isinstance(container, YList) and isinstance(key, int) and 0 <= key < len(container):
+        value = container[key]
+        inner = getattr(value, "loc", None)
+        return inner or (container.item_locs[key] if key < len(container.item_locs) else None)
+    return getattr(container, "loc", None)
+
+
+def _location(file: str, node: Node) -> Location:
+    mark = node.start_mark
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns a composed node tree into YMap/YList/scalars, enforcing the limits."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.count = 0
+        self.constructor = yaml.SafeLoader("")  # used only for its scalar resolvers
+
+    def build(self, node: Node, depth: int = 0) -> Any:
+        loc = _location(self.file, node)
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise SchemaError(
+                f"file expands to more than {MAX_NODES} values "
+                "(an alias/anchor bomb or a generated file far beyond any real architecture)",
+                location=loc,
+            )
+        if depth > MAX_DEPTH:
+            raise SchemaError(f"nesting deeper than {MAX_DEPTH} levels", location=loc)
+        if node.tag == "tag:yaml.org,2002:timestamp" and isinstance(node, ScalarNode):
+            return node.value  # dates stay text: nothing in a zoo file is a datetime
+        if node.tag not in _STANDARD_TAGS:
+            raise SchemaError(
+                f"YAML tag {node.tag!r} is not allowed: architecture and recipe files hold plain "
+                "data (mappings, lists, strings, numbers, booleans), never Python objects",
+                location=loc,
+            )
+        if isinstance(node, ScalarNode):
+            return self.constructor.construct_object(node, deep=True)
+        if isinstance(node, SequenceNode):
+            out = YList(loc=loc)
+            for item in node.value:
+                out.append(self.build(item, depth + 1))
+                out.item_locs.append(_location(self.file, item))
+            return out
+        if isinstance(node, MappingNode):
+            result = YMap(loc=loc)
+            for key_node, value_node in node.value:
+                key = self.build(key_node, depth + 1)
+                key_loc = _location(self.file, key_node)
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise SchemaError("YAML merge keys ('<<') are not supported", location=key_loc)
+                if not isinstance(key, (str, int, float, bool)) or isinstance(key, (YMap, YList)):
+                    raise SchemaError("mapping keys must be plain scalars", location=key_loc)
+                key = str(key) if not isinstance(key, str) else key
+                if key in result:
+                    first = result.key_locs[key]
+                    raise SchemaError(
+                        f"duplicate key {key!r} (first written at line {first.line})",
+                        location=key_loc,
+                    )
+                result[key] = self.build(value_node, depth + 1)
+                result.key_locs[key] = key_loc
+            return result
+        raise SchemaError(f"unsupported YAML node {type(node).__name__}", location=loc)
+
+
+def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
+    """Parse one YAML document into located plain data; every failure is a SchemaError."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_BYTES:
+            raise SchemaError(f"file is larger than {MAX_BYTES} bytes", location=Location(file, 1, 1))
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = text[: exc.start].count(b"\n") + 1
+            raise SchemaError(
+                f"file is not valid UTF-8 (byte 0x{text[exc.start]:02x} at offset {exc.start})",
+                location=Location(file, line, 1),
+            ) from None
+    if len(text) > MAX_BYTES:
+        raise SchemaError(f"file is larger than {MAX_BYTES} bytes", location=Location(file, 1, 1))
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        raise SchemaError(f"invalid YAML: {exc.problem or exc.context}", location=loc) from None
+    except yaml.YAMLError as exc:
+        raise SchemaError(f"invalid YAML: {exc}", location=Location(file, 1, 1)) from None
+    except RecursionError:
+        raise SchemaError("YAML nested too deeply", location=Location(file, 1, 1)) from None
+    if node is None:
+        raise SchemaError("file is empty", location=Location(file, 1, 1))
+    try:
+        return _Builder(file).build(node)
+    except RecursionError:
+        raise SchemaError("YAML nested too deeply", location=Location(file, 1, 1)) from None
+    except yaml.YAMLError as exc:  # a scalar the resolvers reject (e.g. a bad timestamp)
+        raise SchemaError(f"invalid YAML value: {exc}", location=Location(file, 1, 1)) from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read and parse a YAML file (see parse_yaml)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise SchemaError(f"cannot read file: {exc.strerror}", location=Location(str(p), 1, 1)) from None
+    return parse_yaml(data, str(p))
