@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -59,6 +60,7 @@ def build(
     num_classes: int | None = None,
     in_channels: int | None = None,
     pretrained: bool | str | os.PathLike[str] | None = None,
+    input_size: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     max_params: int | None = None,
     **params: Any,
@@ -66,10 +68,15 @@ def build(
     """Build a registered architecture into a plain ``torch.nn.Module`` that returns logits.
 
     ``num_classes``/``in_channels`` and any declared parameter override the file's defaults.
+    ``input_size`` (C, H, W) builds for another input size (dense layers after ``flatten`` follow).
     ``device="meta"`` builds without allocating (for loading weights with ``assign=True``).
     """
     spec = REGISTRY.get_spec(name)
     given, shape = resolve_params(spec, num_classes, in_channels, params)
+    if input_size is not None:
+        if len(input_size) != len(shape) or not all(isinstance(v, int) and v > 0 for v in input_size):
+            raise SchemaError(f"input_size must be {len(shape)} positive ints like {spec.input}, got {list(input_size)}")
+        shape = list(input_size)
     expanded = expand(spec, REGISTRY.blocks(), given, tuple(shape))
     if pretrained is not None and pretrained is not False:
         from ._weights import load_pretrained

@@ -12,6 +12,7 @@ is allocated:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ class _Expander:
             args = self._value(args, env, args_loc, f"{path}.{kind}")
             if not args.get("when", True):
                 return []
-            return self.combinators[kind](args, env, shape, f"{path}.{kind}", args_loc or loc)
+            return self.combinators[kind](args, env, shape, f"{path}.{kind}", loc)
         meta: dict[str, Any] = {}
         if _is_map(args):
             args = self._value(args, env, args_loc, f"{path}.{kind}")
@@ -434,7 +435,7 @@ def _module(item: Item) -> nn.Module:
         ns = _Namespace()
         for child in item.parts[0]:
             ns.add(child, _module(child))
-        return nn.Sequential(ns.children)  # type: ignore[arg-type]
+        return nn.Sequential(OrderedDict(ns.children))
     ns = _Namespace()
     plan = _plan(item, ns)
     cls: type[Graph] = {"residual": Residual, "concat": Concat, "aux": Aux}.get(item.kind, Graph)

@@ -7,6 +7,7 @@ Shape rules raise :class:`ShapeError` (message only; the builder adds file, line
 
 from __future__ import annotations
 
+from collections import OrderedDict
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -247,7 +248,7 @@ def _sep_make(s: SeparableSpec, shape: Shape) -> nn.Module:
     c = shape[0]
     depthwise = _conv_module(c, c * s.multiplier, s.kernel, s.stride, s.padding, s.dilation, c, False, None)
     pointwise = _conv_module(c * s.multiplier, s.filters, 1, 1, 0, 1, 1, s.bias, s.act)
-    return nn.Sequential(dict(depthwise=depthwise, pointwise=pointwise))  # type: ignore[arg-type]
+    return nn.Sequential(OrderedDict(depthwise=depthwise, pointwise=pointwise))
 
 
 _register(Primitive("separable_conv", SeparableSpec, _sep_shape, _sep_make, primary="filters", doc="depthwise + pointwise"))

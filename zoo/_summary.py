@@ -82,7 +82,7 @@ def summary(
         if spec.published is not None and spec.published.convention == convention and not params and input_size is None:
             published, source = spec.published.params, spec.published.source
         shape = list(input_size) if input_size is not None else list(spec.input)
-        module = build(model, in_channels=shape[0] if len(shape) == 3 else None, **params)  # type: ignore[arg-type]
+        module = build(model, input_size=shape, **params)  # type: ignore[arg-type]
     else:
         if input_size is None:
             raise SchemaError("summary of a module needs input_size=(C, H, W)")

@@ -69,7 +69,8 @@ def validation_errors(
 ) -> list[ZooError]:
     """One ZooError per pydantic error, in the file's terms."""
     out: list[ZooError] = []
-    for err in exc.errors():
+    # a typo'd key also shows up as a missing one: report the unknown key first, it is the cause
+    for err in sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden"):
         parts = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         path = format_path([*prefix, *parts])
         loc = _locate(data, parts, location)

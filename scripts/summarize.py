@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+"""Print the torchinfo summary of a registered model with its published parameter count.
+
+    python scripts/summarize.py resnet50 --input 3 224 224 --depth 2 [--convention keras]
+
+Exit status 1 when the actual count differs from the published one.
+"""
+
+import sys
+
+from zoo._cli import summary_main
+
+if __name__ == "__main__":
+    sys.exit(summary_main())

@@ -1,0 +1,7 @@
+"""python -m zoo: the zoo command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
