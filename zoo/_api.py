@@ -77,13 +77,16 @@ def build(
         if len(input_size) != len(shape) or not all(isinstance(v, int) and v > 0 for v in input_size):
             raise SchemaError(f"input_size must be {len(shape)} positive ints like {spec.input}, got {list(input_size)}")
         shape = list(input_size)
-    expanded = expand(spec, REGISTRY.blocks(), given, tuple(shape))
-    if pretrained is not None and pretrained is not False:
-        from ._weights import load_pretrained
+    if pretrained is None or pretrained is False:
+        return build_network(expand(spec, REGISTRY.blocks(), given, tuple(shape)), device=device, limit=max_params)
+    from ._weights import load_pretrained, resolve_source
 
-        model = build_network(expanded, device="meta", limit=max_params)
-        return load_pretrained(model, spec, pretrained, num_classes=num_classes, in_channels=in_channels, device=device)
-    return build_network(expanded, device=device, limit=max_params)
+    # published weights may need parameters of their own (torchvision's transform_input, say)
+    library, _ = resolve_source(spec, pretrained)
+    needs = (spec.weights or {}).get(library)
+    given = {**(needs.params if needs else {}), **given}
+    model = build_network(expand(spec, REGISTRY.blocks(), given, tuple(shape)), device="meta", limit=max_params)
+    return load_pretrained(model, spec, pretrained, device=device)
 
 
 def architecture_schema() -> dict[str, Any]:

@@ -18,6 +18,7 @@ __all__ = [
     "BlockLibrary",
     "BlockTemplate",
     "Published",
+    "Reference",
     "REQUIRED",
 ]
 
@@ -68,6 +69,23 @@ class Published(_Strict):
     )
 
 
+class Reference(_Strict):
+    """The implementation this architecture must equal (keys, shapes, outputs)."""
+
+    torchvision: str | None = Field(None, description="torchvision.models builder name")
+    timm: str | None = Field(None, description="timm model name")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the reference builder")
+
+    def libraries(self) -> dict[str, str]:
+        return {lib: name for lib, name in (("torchvision", self.torchvision), ("timm", self.timm)) if name}
+
+
+class WeightsSource(_Strict):
+    """Parameters the published weights of one library need (e.g. transform_input: true)."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class BlockTemplate(_Strict):
     """A reusable block: parameters with defaults (or 'required') and layers over them."""
 
@@ -89,9 +107,11 @@ class ArchitectureFile(_Strict):
     params: ParamMap = Field(default_factory=dict, description="parameters and their defaults")
     let: ParamMap = Field(default_factory=dict, description="derived values, evaluated in order")
     published: Published | None = None
-    reference: dict[Literal["torchvision", "timm"], str] | None = None
+    reference: Reference | None = None
     features: list[str] | None = Field(None, description="module names whose outputs features_only returns")
-    weights: dict[str, Any] | None = Field(None, description="pretrained-weights metadata")
+    weights: dict[Literal["torchvision", "timm"], WeightsSource] | None = Field(
+        None, description="per library: parameters its published weights need"
+    )
     blocks: dict[str, BlockTemplate] = Field(default_factory=dict)
     layers: LayerList | None = None
 
@@ -117,9 +137,9 @@ class ArchitectureSpec:
     params: dict[str, Any]
     let: dict[str, Any]
     published: Published | None
-    reference: dict[str, str] | None
+    reference: Reference | None
     features: list[str] | None
-    weights: dict[str, Any] | None
+    weights: dict[str, WeightsSource] | None
     blocks: dict[str, BlockTemplate]
     layers: list[Any]
     abstract: bool = False
