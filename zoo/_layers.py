@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ._errors import ShapeError
-from ._modules import BatchNormNoScale, ConvAct, FixedFilter, LinearAct, PadSame, PoolSame
+from ._modules import BatchNormNoScale, ChannelAffine, ConvAct, FixedFilter, LinearAct, PadSame, PoolSame
 
 __all__ = ["ACTIVATIONS", "PRIMITIVES", "FILTER_KERNELS", "Primitive", "Shape"]
 
@@ -412,6 +412,23 @@ def _pad_shape(s: PadSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive("pad", PadSpec, _pad_shape, lambda s, shape: nn.ZeroPad2d(_pad4(s)), primary="padding", doc="zero padding"))
+
+
+class AffineSpec(Spec):
+    scale: list[float]  # per channel
+    shift: list[float]
+
+
+def _affine_shape(s: AffineSpec, shape: Shape) -> Shape:
+    if len(s.scale) != shape[0] or len(s.shift) != shape[0]:
+        raise ShapeError(f"affine needs {shape[0]} scale and shift values (one per channel), got {len(s.scale)} and {len(s.shift)}")
+    return shape
+
+
+_register(Primitive(
+    "affine", AffineSpec, _affine_shape, lambda s, shape: ChannelAffine(s.scale, s.shift),
+    doc="fixed per-channel x * scale + shift (e.g. torchvision's transform_input)",
+))
 
 
 # ---------------------------------------------------------------- normalization

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 __all__ = [
     "Aux",
     "BatchNormNoScale",
+    "ChannelAffine",
     "Concat",
     "ConvAct",
     "FixedFilter",
@@ -210,6 +211,24 @@ class BatchNormNoScale(nn.BatchNorm2d):
         super().reset_parameters()
         if isinstance(getattr(self, "bias", None), nn.Parameter):  # absent while the parent __init__ runs
             nn.init.zeros_(self.bias)
+
+
+class ChannelAffine(nn.Module):
+    """Fixed per-channel ``x * scale + shift`` (not trained, not saved)."""
+
+    def __init__(self, scale: list[float], shift: list[float]) -> None:
+        super().__init__()
+        self.values = (list(scale), list(shift))
+        self.register_buffer("scale", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("shift", torch.tensor(shift).view(1, -1, 1, 1), persistent=False)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.scale.copy_(torch.tensor(self.values[0]).view(1, -1, 1, 1))
+            self.shift.copy_(torch.tensor(self.values[1]).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.shift
 
 
 class FixedFilter(nn.Module):

@@ -9,18 +9,9 @@ import zoo
 from zoo._builder import expand
 from zoo._registry import REGISTRY
 
-# Per-model exceptions live here and nowhere else: name -> reason. Large ImageNet models run the
-# forward/backward checks at their smallest accepted input instead of the declared one.
-SMALL_INPUT: dict[str, tuple[int, int]] = {}
+from .shapes import test_input_shape as _input_shape
 
 MODELS = zoo.list_models()
-
-
-def _input_shape(name: str) -> list[int]:
-    shape = list(zoo.get_spec(name).input)
-    if name in SMALL_INPUT:
-        shape[1:] = SMALL_INPUT[name]
-    return shape
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -36,7 +27,7 @@ def test_forward_shape_matches_inferred_shape_and_every_parameter_gets_a_gradien
     torch.manual_seed(0)
     spec = zoo.get_spec(name)
     shape = _input_shape(name)
-    model = zoo.build(name)
+    model = zoo.build(name, input_size=shape)
     model.train()
     out = model(torch.randn(2, *shape))
     logits = out[0] if isinstance(out, tuple) else out
@@ -55,8 +46,8 @@ CLASSIFIERS = [n for n in MODELS if "num_classes" in zoo.get_spec(n).params and 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_num_classes_and_in_channels_overrides(name: str) -> None:
-    model = zoo.build(name, num_classes=3, in_channels=2)
-    model.eval()
     shape = _input_shape(name)
+    model = zoo.build(name, num_classes=3, in_channels=2, input_size=[2, *shape[1:]])
+    model.eval()
     out = model(torch.randn(1, 2, *shape[1:]))
     assert out.shape == (1, 3)

@@ -1,0 +1,80 @@
+"""Architectures with a ``reference:`` are the same network as torchvision's or timm's:
+same parameter count, same state_dict keys and shapes (strict load), same outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import zoo
+
+from .shapes import test_input_shape
+
+# Extra configurations checked beside the defaults: the keyword has the same name on both sides.
+VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "googlenet": [{"aux_logits": True}],
+    "inception_v3": [{"aux_logits": True}],
+}
+REFERENCED = [n for n in zoo.list_models() if zoo.get_spec(n).reference is not None]
+CASES = [(n, {}) for n in REFERENCED] + [(n, kw) for n, kws in VARIANTS.items() if n in REFERENCED for kw in kws]
+
+
+def reference_model(name: str, **kwargs: Any) -> nn.Module:
+    ref = zoo.get_spec(name).reference
+    assert ref is not None
+    if ref.torchvision:
+        import torchvision
+
+        return torchvision.models.get_model(ref.torchvision, weights=None, **{**ref.kwargs, **kwargs})
+    import timm
+
+    assert ref.timm
+    return timm.create_model(ref.timm, pretrained=False, **{**ref.kwargs, **kwargs})
+
+
+def _outputs(out: Any) -> list[torch.Tensor]:
+    """Logits first, then aux outputs in a fixed order (torchvision names them aux_logits1/2)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if hasattr(out, "_fields"):
+        return [out.logits] + [getattr(out, f) for f in sorted(out._fields) if f != "logits"]
+    return list(out)
+
+
+def _buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=[f"{n}{'-' + '-'.join(kw) if kw else ''}" for n, kw in CASES])
+def test_same_network_as_reference(name: str, kwargs: dict[str, Any]) -> None:
+    torch.manual_seed(0)
+    shape = test_input_shape(name, **kwargs)
+    reference = reference_model(name, **kwargs)
+    model = zoo.build(name, input_size=shape, **kwargs)
+    # 1. parameter count
+    assert zoo.count_params(model) == sum(p.numel() for p in reference.parameters())
+    # 2. same keys and shapes, buffers included
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, *shape)
+    # 3a. eval mode
+    model.eval()
+    reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=0)
+    # 3b. train mode: one step of batch-norm statistics (dropout draws in the same order)
+    model.train()
+    reference.train()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        ours = _outputs(model(x))
+        torch.manual_seed(1)
+        theirs = _outputs(reference(x))
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    mine, refs = _buffers(model), _buffers(reference)
+    for key, value in refs.items():
+        torch.testing.assert_close(mine[key], value, atol=1e-5, rtol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
