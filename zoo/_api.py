@@ -61,6 +61,8 @@ def build(
     in_channels: int | None = None,
     pretrained: bool | str | os.PathLike[str] | None = None,
     input_size: Sequence[int] | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     max_params: int | None = None,
     **params: Any,
@@ -70,6 +72,8 @@ def build(
     ``num_classes``/``in_channels`` and any declared parameter override the file's defaults.
     ``input_size`` (C, H, W) builds for another input size (dense layers after ``flatten`` follow).
     ``device="meta"`` builds without allocating (for loading weights with ``assign=True``).
+    ``features_only=True`` returns the backbone's feature maps at the file's ``features:`` points
+    (``out_indices`` selects some); ``model.feature_info`` gives their channels and strides.
     """
     spec = REGISTRY.get_spec(name)
     given, shape = resolve_params(spec, num_classes, in_channels, params)
@@ -77,16 +81,28 @@ def build(
         if len(input_size) != len(shape) or not all(isinstance(v, int) and v > 0 for v in input_size):
             raise SchemaError(f"input_size must be {len(shape)} positive ints like {spec.input}, got {list(input_size)}")
         shape = list(input_size)
+    model: nn.Module
     if pretrained is None or pretrained is False:
-        return build_network(expand(spec, REGISTRY.blocks(), given, tuple(shape)), device=device, limit=max_params)
-    from ._weights import load_pretrained, resolve_source
+        expanded = expand(spec, REGISTRY.blocks(), given, tuple(shape))
+        model = build_network(expanded, device=device, limit=max_params)
+    else:
+        from ._weights import load_pretrained, resolve_source
 
-    # published weights may need parameters of their own (torchvision's transform_input, say)
-    library, _ = resolve_source(spec, pretrained)
-    needs = (spec.weights or {}).get(library)
-    given = {**(needs.params if needs else {}), **given}
-    model = build_network(expand(spec, REGISTRY.blocks(), given, tuple(shape)), device="meta", limit=max_params)
-    return load_pretrained(model, spec, pretrained, device=device)
+        # published weights may need parameters of their own (torchvision's transform_input, say)
+        library, _ = resolve_source(spec, pretrained)
+        needs = (spec.weights or {}).get(library)
+        given = {**(needs.params if needs else {}), **given}
+        expanded = expand(spec, REGISTRY.blocks(), given, tuple(shape))
+        model = build_network(expanded, device="meta", limit=max_params)
+        model = load_pretrained(model, spec, pretrained, device=device)
+    if features_only:
+        from ._features import features_only as extract
+
+        report = getattr(model, "load_report", None)
+        model = extract(model, spec, expanded, out_indices)
+        if report is not None:
+            model.load_report = report
+    return model
 
 
 def architecture_schema() -> dict[str, Any]:

@@ -1,0 +1,92 @@
+"""Feature extraction: a backbone that returns the outputs of named stages.
+
+An architecture lists its feature points in ``features:`` (module paths such as ``layer1`` or
+``features.3``, at most one level inside a top-level stage). The extractor keeps the model's
+modules under their own names, so the backbone's ``state_dict`` keys are the full model's minus
+the head, and drops everything after the last requested point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from ._builder import Expanded, Group, Item
+from ._errors import SchemaError, UnknownNameError, did_you_mean
+from ._schema import ArchitectureSpec
+
+__all__ = ["FeatureExtractor", "feature_points", "features_only"]
+
+
+def _child_names(items: list[Item]) -> list[str]:
+    """Module names the builder gives these items (explicit, else registration position)."""
+    names: list[str] = []
+    for item in items:
+        names.append(item.name if item.name is not None else str(len(names)))
+    return names
+
+
+def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequence[int] | None) -> list[dict[str, Any]]:
+    """[{module, num_chs, reduction}] for the requested feature points, from inferred shapes."""
+    if not spec.features:
+        raise SchemaError(f"{spec.name!r} declares no 'features:' (module names whose outputs form the feature pyramid)")
+    chosen = list(range(len(spec.features))) if out_indices is None else list(out_indices)
+    for i in chosen:
+        if not -len(spec.features) <= i < len(spec.features):
+            raise SchemaError(f"out_indices {i} out of range: {spec.name!r} has {len(spec.features)} feature points")
+    top = dict(zip(_child_names(expanded.items), expanded.items))
+    height = spec.input[1] if len(spec.input) == 3 else 1
+    info = []
+    for i in chosen:
+        path = spec.features[i]
+        head, _, rest = path.partition(".")
+        item = top.get(head)
+        if item is not None and rest:
+            inner = item.parts[0] if isinstance(item, Group) and item.kind == "seq" else []
+            item = dict(zip(_child_names(inner), inner)).get(rest)
+        if item is None:
+            raise UnknownNameError(f"feature point {path!r} is not a module of {spec.name!r}", hint=did_you_mean(head, top))
+        shape = item.out_shape
+        info.append({"module": path, "num_chs": shape[0], "reduction": height // shape[1] if len(shape) == 3 else None})
+    return info
+
+
+class FeatureExtractor(nn.Module):
+    """Runs the backbone and returns the requested stage outputs, shallow to deep."""
+
+    def __init__(self, network: nn.Module, info: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.feature_info = info
+        wanted = [d["module"] for d in info]
+        last_top = max(list(dict(network.named_children())).index(w.split(".")[0]) for w in wanted)
+        for i, (name, child) in enumerate(network.named_children()):
+            if i > last_top:
+                break
+            self.add_module(name, child)
+        self.wanted = set(wanted)
+        self.order = wanted
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        found: dict[str, Tensor] = {}
+        for name, child in self.named_children():
+            nested = [w for w in self.wanted if w.startswith(name + ".")]
+            if nested and isinstance(child, nn.Sequential):
+                for sub, module in child.named_children():
+                    x = module(x)
+                    if f"{name}.{sub}" in self.wanted:
+                        found[f"{name}.{sub}"] = x
+            else:
+                x = child(x)
+            if name in self.wanted:
+                found[name] = x
+        return [found[w] for w in self.order]
+
+    def extra_repr(self) -> str:
+        return "features=" + ", ".join(f"{d['module']}({d['num_chs']}ch/{d['reduction']})" for d in self.feature_info)
+
+
+def features_only(network: nn.Module, spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequence[int] | None) -> FeatureExtractor:
+    return FeatureExtractor(network, feature_points(spec, expanded, out_indices))
+

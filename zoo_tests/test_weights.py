@@ -1,0 +1,130 @@
+"""Pretrained weights through the reference libraries' caches, with files the tests write."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import zoo
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache, and no network: a download attempt fails the way offline does."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise OSError(f"network unreachable: {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def resnet18_reference() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18().eval()
+
+
+def _published_file(name: str) -> str:
+    return os.path.basename(torchvision.models.get_model_weights(name).DEFAULT.url)
+
+
+def test_published_file_from_the_torch_hub_cache(torch_home: Path, resnet18_reference: torch.nn.Module) -> None:
+    torch_home.mkdir(parents=True)
+    assert _published_file("resnet18") == "resnet18-f37072fd.pth"
+    torch.save(resnet18_reference.state_dict(), torch_home / "resnet18-f37072fd.pth")
+    model = zoo.build("resnet18", pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), resnet18_reference(x))
+    report = model.load_report
+    assert len(report.loaded) == len(resnet18_reference.state_dict()) and not report.reinitialized
+    assert str(report.source).endswith("resnet18-f37072fd.pth")
+    assert zoo.build("resnet18", pretrained="torchvision").load_report.loaded == report.loaded
+
+
+def test_missing_weights_say_which_file_goes_where(torch_home: Path) -> None:
+    with pytest.raises(zoo.WeightsError) as info:
+        zoo.build("resnet18", pretrained=True)
+    assert str(torch_home / "resnet18-f37072fd.pth") in str(info.value)
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in str(info.value)
+
+
+def test_new_head_and_one_channel_input(torch_home: Path, resnet18_reference: torch.nn.Module) -> None:
+    torch_home.mkdir(parents=True)
+    state = resnet18_reference.state_dict()
+    torch.save(state, torch_home / "resnet18-f37072fd.pth")
+    model = zoo.build("resnet18", pretrained=True, num_classes=10, in_channels=1)
+    report = model.load_report
+    assert sorted(report.reinitialized) == ["fc.bias", "fc.weight"]
+    assert report.adapted == ["conv1.weight (3 -> 1 input channels)"]
+    assert torch.allclose(model.conv1.weight, state["conv1.weight"].sum(1, keepdim=True))
+    assert torch.equal(model.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    assert model.fc.weight.shape == (10, 512) and not model.fc.weight.is_meta
+    assert "re-initialized: fc.weight" in str(report) or "re-initialized: fc.bias" in str(report)
+    assert model(torch.randn(2, 1, 64, 64)).shape == (2, 10)
+
+
+def test_local_pth_and_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    source = zoo.build("mnist_cnn_v1")
+    pth, st = tmp_path / "w.pth", tmp_path / "w.safetensors"
+    torch.save({"model": source.state_dict(), "epoch": 3}, pth)  # a training checkpoint wraps the weights
+    save_file(source.state_dict(), str(st))
+    x = torch.randn(2, 1, 28, 28)
+    for path in (pth, st):
+        model = zoo.build("mnist_cnn_v1", pretrained=path)
+        assert torch.equal(model(x), source(x))
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"conv.weight": _Evil(marker)}, f)
+    with pytest.raises(zoo.WeightsError, match="refused"):
+        zoo.build("mnist_cnn_v1", pretrained=path)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_files(tmp_path: Path) -> None:
+    path = tmp_path / "w.pth"
+    torch.save(zoo.build("mnist_cnn_v1").state_dict(), path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(zoo.WeightsError, match="truncated or corrupted"):
+        zoo.build("mnist_cnn_v1", pretrained=path)
+    torch.save(zoo.build("mnist_ann").state_dict(), path)
+    with pytest.raises(zoo.WeightsError, match="lack"):
+        zoo.build("mnist_cnn_v1", pretrained=path)
+    with pytest.raises(zoo.WeightsError, match="no reference library"):
+        zoo.build("mnist_cnn_v1", pretrained=True)
+
+
+def test_features_only_backbone_with_pretrained_weights(torch_home: Path, resnet18_reference: torch.nn.Module) -> None:
+    torch_home.mkdir(parents=True)
+    torch.save(resnet18_reference.state_dict(), torch_home / "resnet18-f37072fd.pth")
+    backbone = zoo.build("resnet18", pretrained=True, features_only=True, out_indices=[2, 4]).eval()
+    assert [(d["module"], d["num_chs"], d["reduction"]) for d in backbone.feature_info] == [("layer2", 128, 8), ("layer4", 512, 32)]
+    x = torch.randn(1, 3, 64, 64)
+    c3, c5 = backbone(x)
+    ref = resnet18_reference
+    with torch.no_grad():
+        y = ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))))
+        assert torch.equal(c3, y) and c5.shape == (1, 512, 2, 2)
+    assert not any(k.startswith("fc.") for k in backbone.state_dict())
