@@ -3,10 +3,18 @@
     import zoo
     model = zoo.build("mnist_cnn_v1")               # the article's CNN, 95,082 parameters
     zoo.list_models("resnet*")
-    zoo.summary("mnist_cnn_v1")
+    print(zoo.summary("mnist_cnn_v1"))
+
+``import zoo`` is cheap: the exceptions load at once, everything else on first use (torch with
+``build``, pydantic and PyYAML with ``list_models``), so a command that only lists models never
+imports torch, and nothing here imports torchvision, timm or the training stack.
 """
 
-from ._api import architecture_schema, build, get_spec, list_models, register_dir
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     CheckpointError,
     ExpressionError,
@@ -20,7 +28,12 @@ from ._errors import (
     WeightsError,
     ZooError,
 )
-from ._summary import count_params, summary
+
+if TYPE_CHECKING:
+    from ._api import build
+    from ._registry import get_spec, list_models, register_dir
+    from ._schema import architecture_schema
+    from ._summary import count_params, summary
 
 __version__ = "0.1.0"
 
@@ -45,3 +58,27 @@ __all__ = [
     "register_dir",
     "summary",
 ]
+
+# public name -> private module that defines it, imported on first access
+_LAZY = {
+    "build": "._api",
+    "get_spec": "._registry",
+    "list_models": "._registry",
+    "register_dir": "._registry",
+    "architecture_schema": "._schema",
+    "count_params": "._summary",
+    "summary": "._summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

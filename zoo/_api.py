@@ -1,4 +1,4 @@
-"""The public functions: build, list_models, get_spec, register_dir, architecture_schema."""
+"""zoo.build: a registered architecture into a torch module (optionally with pretrained weights)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,9 @@ from torch import nn
 from ._builder import build_network, expand
 from ._errors import SchemaError, UnknownNameError, did_you_mean
 from ._registry import REGISTRY
-from ._schema import ArchitectureFile, ArchitectureSpec
+from ._schema import ArchitectureSpec
 
-__all__ = ["architecture_schema", "build", "get_spec", "list_models", "register_dir"]
-
-
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names, sorted; ``pattern`` is a shell glob such as ``"resnet*"``."""
-    return REGISTRY.list_models(pattern)
-
-
-def get_spec(name: str) -> ArchitectureSpec:
-    """The resolved, validated architecture (``extends`` applied)."""
-    return REGISTRY.get_spec(name)
-
-
-def register_dir(path: str | os.PathLike[str]) -> None:
-    """Add a folder of architecture files (searched recursively) to the registry."""
-    REGISTRY.register_dir(path)
+__all__ = ["build", "resolve_params"]
 
 
 def resolve_params(spec: ArchitectureSpec, num_classes: int | None, in_channels: int | None, params: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
@@ -103,11 +88,3 @@ def build(
         if report is not None:
             model.load_report = report
     return model
-
-
-def architecture_schema() -> dict[str, Any]:
-    """JSON Schema of an architecture file, generated from the pydantic models."""
-    schema = ArchitectureFile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "zoo architecture file"
-    return schema

@@ -39,7 +39,7 @@ from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._validation import validate
 from ._yaml import YList, YMap, loc_of
 
-__all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "build_network", "expand", "max_params"]
+__all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "expand", "max_params"]
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS or max_params=
 MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
@@ -463,6 +463,12 @@ def _plan(group: Group, ns: _Namespace) -> Any:
     return _steps(group.parts[0], ns) or ("seq", ())
 
 
+def allocate(module: nn.Module, device: str | torch.device, *, recurse: bool = True) -> None:
+    """``Module.to_empty`` without its ``empty_like`` path, whose first call on meta tensors
+    imports torch's Python reference ops (half a second, once per process)."""
+    module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device), recurse=recurse)
+
+
 def _reset(module: nn.Module) -> None:
     for m in module.modules():
         reset = getattr(m, "reset_parameters", None)
@@ -488,6 +494,6 @@ def build_network(expanded: Expanded, *, device: str | torch.device | None = Non
         )
     if device is not None and torch.device(device).type == "meta":
         return net
-    net = net.to_empty(device=device or "cpu")
+    allocate(net, device or "cpu")
     _reset(net)
     return net

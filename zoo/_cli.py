@@ -14,7 +14,8 @@ __all__ = ["main", "summary_main"]
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ._api import build, get_spec, list_models
+    from ._api import build
+    from ._registry import get_spec, list_models
     from ._summary import count_params
 
     names = list_models(args.pattern)
@@ -42,7 +43,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from ._api import architecture_schema
+    from ._schema import architecture_schema
 
     text = json.dumps(architecture_schema(), indent=2)
     if args.output:

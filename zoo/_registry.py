@@ -20,7 +20,7 @@ from ._schema import ArchitectureFile, ArchitectureSpec, BlockLibrary, BlockTemp
 from ._validation import validate
 from ._yaml import YMap, load_yaml, loc_of
 
-__all__ = ["Registry", "REGISTRY", "builtin_dir"]
+__all__ = ["REGISTRY", "Registry", "builtin_dir", "get_spec", "list_models", "register_dir"]
 
 
 def builtin_dir() -> Path:
@@ -242,3 +242,18 @@ class Registry:
 
 
 REGISTRY = Registry()
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is a shell glob such as ``"resnet*"``."""
+    return REGISTRY.list_models(pattern)
+
+
+def get_spec(name: str) -> ArchitectureSpec:
+    """The resolved, validated architecture (``extends`` applied)."""
+    return REGISTRY.get_spec(name)
+
+
+def register_dir(path: str | os.PathLike[str]) -> None:
+    """Add a folder of architecture files (searched recursively) to the registry."""
+    REGISTRY.register_dir(path)

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 __all__ = [
     "ArchitectureFile",
+    "architecture_schema",
     "ArchitectureSpec",
     "BlockLibrary",
     "BlockTemplate",
@@ -143,3 +144,11 @@ class ArchitectureSpec:
     blocks: dict[str, BlockTemplate]
     layers: list[Any]
     abstract: bool = False
+
+
+def architecture_schema() -> dict[str, Any]:
+    """JSON Schema of an architecture file, generated from the pydantic models."""
+    schema = ArchitectureFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "zoo architecture file"
+    return schema

@@ -70,7 +70,8 @@ def summary(
     ``convention`` defaults to the one the file's published count uses (else ``pytorch``)."""
     import torchinfo  # heavy-ish; only summaries need it
 
-    from ._api import build, get_spec
+    from ._api import build
+    from ._registry import get_spec
 
     published: int | None = None
     source = ""

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._builder import allocate
 from ._errors import WeightsError
 from ._schema import ArchitectureSpec
 
@@ -218,7 +219,7 @@ def _materialize_rest(model: nn.Module, device: str | torch.device) -> None:
     for module in model.modules():
         own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
         if any(t.is_meta for t in own):
-            module.to_empty(device=device, recurse=False)
+            allocate(module, device, recurse=False)
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()

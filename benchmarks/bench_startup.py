@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Start-up costs: import time, cached listing, and deferred (meta-device) building.
+
+    python benchmarks/bench_startup.py [--rounds 7]
+
+1. ``import torch`` vs ``import torch, zoo`` in fresh interpreters, alternating; prints the difference.
+2. ``zoo.list_models()`` over all shipped files: first call and the median of later (cached) calls.
+3. Building a model that immediately receives weights: ``zoo.build(name)`` + ``load_state_dict`` vs
+   ``zoo.build(name, device="meta")`` + ``load_state_dict(assign=True)``; prints the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _interpreter(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - start
+
+
+def bench_import(rounds: int) -> None:
+    base, with_zoo, first_build = [], [], []
+    for _ in range(rounds):  # alternate so machine noise hits both
+        base.append(_interpreter("import torch"))
+        with_zoo.append(_interpreter("import torch, zoo"))
+        first_build.append(_interpreter("import torch, zoo; zoo.build('mnist_cnn_v1')"))
+    b, z, f = statistics.median(base), statistics.median(with_zoo), statistics.median(first_build)
+    print(f"import torch            {b * 1000:7.0f} ms")
+    print(f"import torch, zoo       {z * 1000:7.0f} ms   (+{(z - b) * 1000:.0f} ms for zoo; target < 100 ms)")
+    print(f"... and a first build   {f * 1000:7.0f} ms   (+{(f - b) * 1000:.0f} ms: pydantic, YAML, registry scan)")
+
+
+def bench_listing() -> None:
+    import zoo
+
+    start = time.perf_counter()
+    names = zoo.list_models()
+    first = time.perf_counter() - start
+    later = []
+    for _ in range(20):
+        start = time.perf_counter()
+        zoo.list_models()
+        later.append(time.perf_counter() - start)
+    print(f"list_models ({len(names)} models): first {first * 1000:.1f} ms, cached median {statistics.median(later) * 1000:.2f} ms (target < 50 ms)")
+
+
+def bench_meta_build(rounds: int) -> None:
+    import zoo
+
+    for name in ("resnet50", "vgg16", "inception_v3"):
+        if name not in zoo.list_models():
+            continue
+        state = zoo.build(name).state_dict()
+        eager, deferred = [], []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            zoo.build(name).load_state_dict(state)
+            eager.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            zoo.build(name, device="meta").load_state_dict(state, assign=True)
+            deferred.append(time.perf_counter() - start)
+        e, d = statistics.median(eager), statistics.median(deferred)
+        print(f"{name:<14} build+load {e * 1000:6.0f} ms, meta build+assign {d * 1000:6.0f} ms: {e / d:.1f}x faster")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    bench_import(args.rounds)
+    bench_listing()
+    bench_meta_build(args.rounds)
+
+
+if __name__ == "__main__":
+    main()
