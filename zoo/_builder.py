@@ -428,39 +428,45 @@ class _Namespace:
         return name
 
 
-def _module(item: Item) -> nn.Module:
+def _module(item: Item, sizes: list[tuple[int, Location | None]] | None = None) -> nn.Module:
     if isinstance(item, Leaf):
-        return item.primitive.make(item.spec, item.in_shape)
+        module = item.primitive.make(item.spec, item.in_shape)
+        if sizes is not None:
+            sizes.append((sum(p.numel() for p in module.parameters()), item.loc))
+        return module
     if item.kind == "seq" and not any(getattr(c, "inline", False) for c in item.parts[0]):
         ns = _Namespace()
         for child in item.parts[0]:
-            ns.add(child, _module(child))
+            ns.add(child, _module(child, sizes))
         return nn.Sequential(OrderedDict(ns.children))
     ns = _Namespace()
-    plan = _plan(item, ns)
+    plan = _plan(item, ns, sizes)
     cls: type[Graph] = {"residual": Residual, "concat": Concat, "aux": Aux}.get(item.kind, Graph)
     return cls(ns.children, plan)
 
 
-def _steps(items: list[Item], ns: _Namespace) -> Any:
+Sizes = list[tuple[int, Location | None]] | None  # (parameters, location) of each leaf, for size errors
+
+
+def _steps(items: list[Item], ns: _Namespace, sizes: Sizes) -> Any:
     steps: list[Any] = []
     for item in items:
         if isinstance(item, Group) and item.inline:
-            steps.append(_plan(item, ns))
+            steps.append(_plan(item, ns, sizes))
         else:
-            steps.append(ns.add(item, _module(item)))
+            steps.append(ns.add(item, _module(item, sizes)))
     if not steps:
         return None
     return steps[0] if len(steps) == 1 else ("seq", tuple(steps))
 
 
-def _plan(group: Group, ns: _Namespace) -> Any:
+def _plan(group: Group, ns: _Namespace, sizes: Sizes) -> Any:
     if group.kind == "concat":
-        return ("cat", tuple(_steps(branch, ns) or ("seq", ()) for branch in group.parts))
+        return ("cat", tuple(_steps(branch, ns, sizes) or ("seq", ()) for branch in group.parts))
     if group.kind == "residual":
-        body, shortcut, post = (_steps(part, ns) for part in group.parts)
+        body, shortcut, post = (_steps(part, ns, sizes) for part in group.parts)
         return ("res", body, shortcut, group.scale, post)
-    return _steps(group.parts[0], ns) or ("seq", ())
+    return _steps(group.parts[0], ns, sizes) or ("seq", ())
 
 
 def allocate(module: nn.Module, device: str | torch.device, *, recurse: bool = True) -> None:
@@ -479,17 +485,20 @@ def _reset(module: nn.Module) -> None:
 def build_network(expanded: Expanded, *, device: str | torch.device | None = None, limit: int | None = None) -> Network:
     """Phase 2: modules built on the meta device, size-checked, then allocated and initialized."""
     ns = _Namespace()
+    sizes: list[tuple[int, Location | None]] = []
     with torch.device("meta"):
         for item in expanded.items:
             if isinstance(item, Group) and item.inline:
                 raise SchemaError("'inline' is only meaningful inside residual, concat or seq", location=item.loc)
-            ns.add(item, _module(item))
+            ns.add(item, _module(item, sizes))
         net = Network(ns.children)
     total = sum(p.numel() for p in net.parameters())
     limit = max_params() if limit is None else limit
     if total > limit:
+        largest, where = max(sizes, key=lambda s: s[0])
         raise SizeLimitError(
-            f"model has {total:,} parameters, above the limit of {limit:,}",
+            f"model has {total:,} parameters, above the limit of {limit:,} (the largest layer, here, has {largest:,})",
+            location=where,
             hint="raise it with zoo.build(..., max_params=N) or the ZOO_MAX_PARAMS environment variable",
         )
     if device is not None and torch.device(device).type == "meta":

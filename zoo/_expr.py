@@ -204,7 +204,7 @@ class _Evaluator:
 
     def visit_Call(self, node: ast.Call) -> Any:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
-            shown = node.func.id if isinstance(node.func, ast.Name) else "this call"
+            shown = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)[:40]
             raise ExpressionError(
                 f"call to {shown!r} is not allowed in ${{{self.text}}}",
                 hint=f"allowed functions: {', '.join(sorted(FUNCTIONS))}",

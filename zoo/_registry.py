@@ -187,7 +187,7 @@ class Registry:
 
     def _own(self, path: Path, arch: ArchitectureFile, raw: Any, parent: ArchitectureSpec | None) -> ArchitectureSpec:
         """Merge a file over its parent: params and blocks merge, everything else replaces."""
-        here = Location(str(path), 1, 1)
+        here = loc_of(raw) or Location(str(path), 1, 1)
         params = YMap({**(parent.params if parent else {}), **arch.params}, loc=loc_of(raw, "params"))
         if parent is not None:
             params.key_locs = {**getattr(parent.params, "key_locs", {}), **getattr(raw.get("params"), "key_locs", {})}

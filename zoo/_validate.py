@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._errors import SchemaError, UnknownNameError, ZooError, did_you_mean
+from ._errors import Location, SchemaError, UnknownNameError, ZooError, did_you_mean
 from ._layers import PRIMITIVES
 from ._yaml import load_yaml, loc_of
 
@@ -24,21 +24,36 @@ _COMBINATOR_LISTS = {"seq": ("layers",), "stage": ("layers",), "aux": ("layers",
 def validate_file(path: Path) -> list[ZooError]:
     try:
         raw = load_yaml(path)
-        if isinstance(raw, dict) and "model" in raw and "layers" not in raw:
-            from ._recipe import load_recipe
-
-            load_recipe(path)
-            return []
+        if not isinstance(raw, dict):
+            raise SchemaError(
+                "a zoo file is a mapping: an architecture (name, input, layers, ...) or a recipe (model, data, ...)",
+                location=loc_of(raw) or Location(str(path), 1, 1),
+            )
+        if "model" in raw and "layers" not in raw:
+            return _validate_recipe(path, raw)
         return _validate_architecture(path, raw)
     except ZooError as exc:
         return exc.all_errors
 
 
+def _validate_recipe(path: Path, raw: Any) -> list[ZooError]:
+    from ._recipe import load_recipe
+    from ._registry import get_spec
+
+    recipe = load_recipe(path)
+    try:
+        get_spec(recipe.model.name)  # the model must exist, with a did-you-mean if not
+    except ZooError as exc:
+        model = raw.get("model")
+        exc.location = loc_of(model, "name") if isinstance(model, dict) else loc_of(raw, "model")
+        exc.path = "model.name"
+        exc.args = (exc._render(),)
+        raise
+    return []
+
+
 def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
     from ._registry import REGISTRY, Registry
-
-    if not isinstance(raw, dict):
-        raise SchemaError("an architecture file is a mapping (name:, input:, layers: ...)", location=loc_of(raw))
     parsed = Registry._parse(REGISTRY, path.resolve())  # pydantic pass: raises with all errors attached
     blocks = {**REGISTRY.blocks()}
     if parsed.library is not None:

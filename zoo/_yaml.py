@@ -95,6 +95,8 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise SchemaError(f"nesting deeper than {MAX_DEPTH} levels", location=loc)
+        if node.tag == "tag:yaml.org,2002:merge":
+            raise SchemaError("YAML merge keys ('<<') are not supported: write the keys out", location=loc)
         if node.tag == "tag:yaml.org,2002:timestamp" and isinstance(node, ScalarNode):
             return node.value  # dates stay text: nothing in a zoo file is a datetime
         if node.tag not in _STANDARD_TAGS:
@@ -116,8 +118,6 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.build(key_node, depth + 1)
                 key_loc = _location(self.file, key_node)
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise SchemaError("YAML merge keys ('<<') are not supported", location=key_loc)
                 if not isinstance(key, (str, int, float, bool)) or isinstance(key, (YMap, YList)):
                     raise SchemaError("mapping keys must be plain scalars", location=key_loc)
                 key = str(key) if not isinstance(key, str) else key
