@@ -397,7 +397,8 @@ def _eval_value(value: Any, scope: Mapping[str, Any], loc: Location | None, path
 def expand(spec: ArchitectureSpec, blocks: Mapping[str, BlockTemplate], params: Mapping[str, Any], input_shape: Shape) -> Expanded:
     """Phase 1: the expanded, shape-checked tree (no tensors allocated)."""
     expander = _Expander({**blocks, **spec.blocks}, spec.file)
-    scope = bind_params(spec.params, spec.let, params, loc=None, path="params", what=f"architecture {spec.name!r}")
+    where = loc_of(spec.params) or Location(spec.file, 1, 1)
+    scope = bind_params(spec.params, spec.let, params, loc=where, path="params", what=f"architecture {spec.name!r}")
     layers_loc = loc_of(spec.layers)
     return expander.expand_list(spec.layers, scope, tuple(input_shape), "layers", layers_loc)
 
