@@ -68,7 +68,7 @@ def main() -> None:
         build_zoo: list[float] = []
         build_ref: list[float] = []
         for _ in range(args.rounds):  # alternate so drift in machine load hits both equally
-            build_zoo.append(timed(lambda: zoo.build(name)))
+            build_zoo.append(timed(lambda name=name: zoo.build(name)))
             build_ref.append(timed(make_ref))
         ours, theirs = zoo.build(name).train(), make_ref().train()
         theirs.load_state_dict(ours.state_dict())

@@ -12,8 +12,8 @@ is allocated:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -473,7 +473,7 @@ def _plan(group: Group, ns: _Namespace, sizes: Sizes) -> Any:
 def allocate(module: nn.Module, device: str | torch.device, *, recurse: bool = True) -> None:
     """``Module.to_empty`` without its ``empty_like`` path, whose first call on meta tensors
     imports torch's Python reference ops (half a second, once per process)."""
-    module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device), recurse=recurse)
+    module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device), recurse=recurse)  # type: ignore[no-untyped-call]
 
 
 def _reset(module: nn.Module) -> None:

@@ -175,7 +175,7 @@ class _Evaluator:
 
     def visit_Compare(self, node: ast.Compare) -> Any:
         left = self.visit(node.left)
-        for op_node, right_node in zip(node.ops, node.comparators):
+        for op_node, right_node in zip(node.ops, node.comparators, strict=True):
             right = self.visit(right_node)
             if not _CMPOPS[type(op_node)](left, right):
                 return False

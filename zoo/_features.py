@@ -36,7 +36,7 @@ def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequ
     for i in chosen:
         if not -len(spec.features) <= i < len(spec.features):
             raise SchemaError(f"out_indices {i} out of range: {spec.name!r} has {len(spec.features)} feature points")
-    top = dict(zip(_child_names(expanded.items), expanded.items))
+    top = dict(zip(_child_names(expanded.items), expanded.items, strict=True))
     height = spec.input[1] if len(spec.input) == 3 else 1
     info = []
     for i in chosen:
@@ -45,7 +45,7 @@ def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequ
         item = top.get(head)
         if item is not None and rest:
             inner = item.parts[0] if isinstance(item, Group) and item.kind == "seq" else []
-            item = dict(zip(_child_names(inner), inner)).get(rest)
+            item = dict(zip(_child_names(inner), inner, strict=True)).get(rest)
         if item is None:
             raise UnknownNameError(f"feature point {path!r} is not a module of {spec.name!r}", hint=did_you_mean(head, top))
         shape = item.out_shape

@@ -7,13 +7,12 @@ Shape rules raise :class:`ShapeError` (message only; the builder adds file, line
 
 from __future__ import annotations
 
-from collections import OrderedDict
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -25,8 +24,8 @@ __all__ = ["ACTIVATIONS", "PRIMITIVES", "FILTER_KERNELS", "Primitive", "Shape"]
 Shape = tuple[int, ...]
 Pos = Annotated[int, Field(gt=0)]
 NonNeg = Annotated[int, Field(ge=0)]
-Size2 = Union[Pos, tuple[Pos, Pos]]
-Padding = Union[Literal["valid", "same"], NonNeg, tuple[NonNeg, NonNeg]]
+Size2 = Pos | tuple[Pos, Pos]
+Padding = Literal["valid", "same"] | NonNeg | tuple[NonNeg, NonNeg]
 
 
 class Spec(BaseModel):
@@ -137,7 +136,7 @@ def _spatial(
         if padding == "same":
             out.append(-(-size // ss))
             continue
-        p = 0 if padding == "valid" else _pair(padding)[i]  # type: ignore[arg-type]
+        p = 0 if padding == "valid" else _pair(padding)[i]
         if span > size + 2 * p:
             raise ShapeError(
                 f"{what} kernel {k[0]}x{k[1]} (span {span}) is larger than its input "
@@ -154,7 +153,7 @@ def _spatial(
 def _static_same(kernel: Size2, stride: Size2, dilation: Size2) -> tuple[int, int] | None:
     """Symmetric padding equal to TF 'SAME' for every input size, or None when it must be dynamic."""
     k, s, d = _pair(kernel), _pair(stride), _pair(dilation)
-    if s != (1, 1) or any((dd * (kk - 1)) % 2 for kk, dd in zip(k, d)):
+    if s != (1, 1) or any((dd * (kk - 1)) % 2 for kk, dd in zip(k, d, strict=True)):
         return None
     return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
 
@@ -390,7 +389,7 @@ def _global_shape(s: NoArgs, shape: Shape) -> Shape:
 
 
 def _global(pool: type[nn.Module]) -> Callable[[NoArgs, Shape], nn.Module]:
-    return lambda s, shape: nn.Sequential(pool(1), nn.Flatten())  # type: ignore[call-arg]
+    return lambda s, shape: nn.Sequential(pool(1), nn.Flatten())
 
 
 _register(Primitive("global_avgpool", NoArgs, _global_shape, _global(nn.AdaptiveAvgPool2d), doc="(C,H,W) -> (C,)"))
@@ -398,11 +397,11 @@ _register(Primitive("global_maxpool", NoArgs, _global_shape, _global(nn.Adaptive
 
 
 class PadSpec(Spec):
-    padding: Union[NonNeg, tuple[NonNeg, NonNeg, NonNeg, NonNeg]]  # all sides, or (left, right, top, bottom)
+    padding: NonNeg | tuple[NonNeg, NonNeg, NonNeg, NonNeg]  # all sides, or (left, right, top, bottom)
 
 
 def _pad4(s: PadSpec) -> tuple[int, int, int, int]:
-    return (s.padding,) * 4 if isinstance(s.padding, int) else s.padding  # type: ignore[return-value]
+    return (s.padding,) * 4 if isinstance(s.padding, int) else s.padding
 
 
 def _pad_shape(s: PadSpec, shape: Shape) -> Shape:

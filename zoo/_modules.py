@@ -49,7 +49,9 @@ class Graph(nn.Module):
 
     def run(self, step: Step, x: Tensor) -> Tensor:
         if isinstance(step, str):
-            return self._modules[step](x)  # type: ignore[misc]
+            module: nn.Module = self._modules[step]  # type: ignore[assignment]
+            out: Tensor = module(x)
+            return out
         kind = step[0]
         if kind == "seq":
             for sub in step[1]:
@@ -83,9 +85,11 @@ class Aux(Graph):
     convention of torchvision's GoogLeNet/Inception-v3 (which also skip aux heads in eval mode).
     """
 
+    output: Tensor | None
+
     def __init__(self, children: dict[str, nn.Module], plan: Step) -> None:
         super().__init__(children, plan)
-        self.output: Tensor | None = None
+        self.output = None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
@@ -109,6 +113,7 @@ class Network(nn.Sequential):
             outputs = []
             for name in self.aux_names:
                 aux = self.get_submodule(name)
+                assert isinstance(aux, Aux)
                 outputs.append(aux.output)
                 aux.output = None  # drop the graph reference once handed over
             return (x, *outputs)
@@ -149,6 +154,9 @@ def _hide(module: nn.Module, name: str, value: nn.Module | None) -> None:
 class ConvAct(nn.Conv2d):
     """A Conv2d with optional TF-'SAME' padding and a fused activation; keys stay weight/bias."""
 
+    pad: PadSame | None
+    act: nn.Module | None
+
     def __init__(self, *args: Any, pad: PadSame | None = None, act: nn.Module | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _hide(self, "pad", pad)
@@ -158,22 +166,29 @@ class ConvAct(nn.Conv2d):
         if self.pad is not None:
             x = self.pad(x)
         x = super().forward(x)
-        return x if self.act is None else self.act(x)
+        if self.act is None:
+            return x
+        out: Tensor = self.act(x)
+        return out
 
     def extra_repr(self) -> str:
         extra = ", padding=same" if self.pad is not None else ""
-        return super().extra_repr() + extra + (f", act={self.act}" if self.act is not None else "")
+        base: str = super().extra_repr()  # type: ignore[no-untyped-call]
+        return base + extra + (f", act={self.act}" if self.act is not None else "")
 
 
 class LinearAct(nn.Linear):
     """A Linear layer with a fused activation; keys stay weight/bias."""
+
+    act: nn.Module
 
     def __init__(self, *args: Any, act: nn.Module, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _hide(self, "act", act)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(super().forward(x))
+        out: Tensor = self.act(super().forward(x))
+        return out
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", act={self.act}"
@@ -216,6 +231,9 @@ class BatchNormNoScale(nn.BatchNorm2d):
 class ChannelAffine(nn.Module):
     """Fixed per-channel ``x * scale + shift`` (not trained, not saved)."""
 
+    scale: Tensor
+    shift: Tensor
+
     def __init__(self, scale: list[float], shift: list[float]) -> None:
         super().__init__()
         self.values = (list(scale), list(shift))
@@ -233,6 +251,8 @@ class ChannelAffine(nn.Module):
 
 class FixedFilter(nn.Module):
     """Non-trainable image filters (edge detectors, blur, sharpen) applied to every channel."""
+
+    weight: Tensor
 
     def __init__(self, kernels: list[list[list[float]]], channels: int, padding: int) -> None:
         super().__init__()

@@ -222,7 +222,7 @@ class Registry:
             published=arch.published if arch.published is not None else (parent.published if parent and arch.abstract else None),
             reference=arch.reference,
             features=pick("features"),
-            weights=arch.weights,
+            weights={str(k): v for k, v in arch.weights.items()} if arch.weights else None,
             blocks={**(parent.blocks if parent else {}), **arch.blocks},
             layers=raw["layers"] if arch.layers is not None else (parent.layers if parent else []),
             abstract=arch.abstract,

@@ -127,7 +127,7 @@ def _timm_weights(model_name: str) -> tuple[str, dict[str, Tensor]]:
         raise WeightsError(f"timm publishes no weights for {model_name!r}")
     if cfg.hf_hub_id:
         return _hf_file(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors")
-    if cfg.url:
+    if isinstance(cfg.url, str) and cfg.url:
         return cfg.url, _hub_file(cfg.url)
     raise WeightsError(f"timm's config for {model_name!r} names no file")
 

@@ -138,12 +138,13 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
             raise SchemaError(f"file is larger than {MAX_BYTES} bytes", location=Location(file, 1, 1))
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = text[: exc.start].count(b"\n") + 1
+            line = raw[: exc.start].count(b"\n") + 1
             raise SchemaError(
-                f"file is not valid UTF-8 (byte 0x{text[exc.start]:02x} at offset {exc.start})",
+                f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
                 location=Location(file, line, 1),
             ) from None
     if len(text) > MAX_BYTES:

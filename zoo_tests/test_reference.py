@@ -73,7 +73,7 @@ def test_same_network_as_reference(name: str, kwargs: dict[str, Any]) -> None:
         torch.manual_seed(1)
         theirs = _outputs(reference(x))
     assert len(ours) == len(theirs)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     mine, refs = _buffers(model), _buffers(reference)
     for key, value in refs.items():
