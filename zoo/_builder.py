@@ -315,6 +315,7 @@ class _Expander:
     def _aux(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
         args = validate(AuxArgs, raw, prefix=[path], location=loc)
         inner = self.expand_list(raw["layers"], env, shape, f"{path}.layers", loc)
+        _protect_input(inner.items)
         return [Group("aux", args.name, loc, shape, parts=[inner.items])]
 
     def _residual(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
@@ -330,6 +331,8 @@ class _Expander:
                 location=loc, path=path,
                 hint="add a projection shortcut (1x1 conv with the body's stride and filters)" if not raw.get("shortcut") else "",
             )
+        _protect_input(body.items)
+        _protect_input(shortcut.items)
         post = Expanded([], body.out_shape)
         if raw.get("post") is not None:
             post = self.expand_list(raw["post"], env, body.out_shape, f"{path}.post", loc)
@@ -344,6 +347,8 @@ class _Expander:
             self.expand_list(b, env, shape, f"{path}.branches[{i}]", loc_of(raw["branches"], i) or loc)
             for i, b in enumerate(raw["branches"])
         ]
+        for branch in branches:
+            _protect_input(branch.items)
         shapes = [b.out_shape for b in branches]
         if any(len(s) != 3 or s[1:] != shapes[0][1:] for s in shapes):
             listed = ", ".join(f"branch {i}: {_fmt(s)}" for i, s in enumerate(shapes))
@@ -361,6 +366,28 @@ class _Expander:
             items.extend(inner.items)
             shape = inner.out_shape
         return items
+
+
+def _protect_input(items: list[Item]) -> None:
+    """The first layers to see a shared input must not overwrite it: turn off ``inplace`` there.
+
+    A residual body's input is also the shortcut's, a concat branch's input is every branch's and
+    an aux head's input continues down the main path; an in-place ReLU first in any of them would
+    corrupt the others (timm's Xception blocks start with ``ReLU(inplace=False)`` for this reason).
+    """
+    if not items:
+        return
+    first = items[0]
+    if isinstance(first, Leaf):
+        if getattr(first.spec, "inplace", False):
+            first.spec = first.spec.model_copy(update={"inplace": False})
+        return
+    if first.kind == "residual":
+        _protect_input(first.parts[0])
+        _protect_input(first.parts[1])
+    else:
+        for part in first.parts:
+            _protect_input(part)
 
 
 def bind_params(

@@ -69,7 +69,13 @@ class NoArgs(Spec):
     pass
 
 
-class LeakyReluSpec(Spec):
+class InplaceSpec(Spec):
+    # in place saves memory; the builder turns it off where the input is also used elsewhere
+    # (the first layer of a residual body, a concat branch or an aux head)
+    inplace: bool = True
+
+
+class LeakyReluSpec(InplaceSpec):
     slope: float = 0.01
 
 
@@ -87,15 +93,15 @@ class GeluSpec(Spec):
 
 
 ACTIVATIONS: dict[str, tuple[type[Spec], Callable[[Any], nn.Module]]] = {
-    "relu": (NoArgs, lambda s: nn.ReLU(inplace=True)),
-    "leaky_relu": (LeakyReluSpec, lambda s: nn.LeakyReLU(s.slope, inplace=True)),
+    "relu": (InplaceSpec, lambda s: nn.ReLU(inplace=s.inplace)),
+    "leaky_relu": (LeakyReluSpec, lambda s: nn.LeakyReLU(s.slope, inplace=s.inplace)),
     "tanh": (NoArgs, lambda s: nn.Tanh()),
     "hardtanh": (HardtanhSpec, lambda s: nn.Hardtanh(s.min, s.max)),
     "sigmoid": (NoArgs, lambda s: nn.Sigmoid()),
     "softmax": (DimSpec, lambda s: nn.Softmax(dim=s.dim)),
     "log_softmax": (DimSpec, lambda s: nn.LogSoftmax(dim=s.dim)),
     "gelu": (GeluSpec, lambda s: nn.GELU(approximate=s.approximate)),
-    "silu": (NoArgs, lambda s: nn.SiLU(inplace=True)),
+    "silu": (InplaceSpec, lambda s: nn.SiLU(inplace=s.inplace)),
     "identity": (NoArgs, lambda s: nn.Identity()),
 }
 ActName = Literal[

@@ -164,3 +164,27 @@ def test_expression_evaluator() -> None:
         evaluate("2 ** 10 ** 10", env)
     with pytest.raises(zoo.ExpressionError):
         evaluate("planes.bit_length()", env)
+
+
+def test_shared_inputs_are_never_overwritten_in_place(arch_dir: Writer) -> None:
+    """relu is in place, except as the first layer to see an input that is also used elsewhere."""
+    arch_dir("a.yaml", f"""
+name: a
+{HEAD}input: [2, 4, 4]
+layers:
+  - residual:
+      name: res
+      body: [relu, conv: {{filters: 2, kernel: 1, name: c}}]
+  - concat:
+      name: cat
+      branches:
+        - [relu]
+        - [identity]
+""")
+    model = zoo.build("a")
+    x = torch.randn(1, 2, 4, 4)
+    with torch.no_grad():
+        y = model.res.c(torch.relu(x)) + x
+        expect = torch.cat([torch.relu(y), y], 1)
+        assert torch.equal(model(x.clone()), expect)
+    assert not model.res.get_submodule("0").inplace

@@ -128,3 +128,44 @@ def test_features_only_backbone_with_pretrained_weights(torch_home: Path, resnet
         y = ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))))
         assert torch.equal(c3, y) and c5.shape == (1, 512, 2, 2)
     assert not any(k.startswith("fc.") for k in backbone.state_dict())
+
+
+def test_timm_weights_from_the_hugging_face_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """timm's inception_v4 weights live on the Hugging Face hub: build the cache layout offline."""
+    import timm
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    repo = timm.models.get_pretrained_cfg("inception_v4").hf_hub_id
+    assert repo == "timm/inception_v4.tf_in1k"
+    with pytest.raises(zoo.WeightsError, match="models--timm--inception_v4.tf_in1k"):
+        zoo.build("inception_v4", pretrained=True, device="meta")
+    torch.manual_seed(0)
+    reference = timm.create_model("inception_v4", pretrained=False).eval()
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    folder = cache / "models--timm--inception_v4.tf_in1k"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    (folder / "snapshots" / revision).mkdir(parents=True)
+    save_file(reference.state_dict(), str(folder / "snapshots" / revision / "model.safetensors"))
+    model = zoo.build("inception_v4", pretrained="timm", input_size=[3, 75, 75]).eval()
+    assert model.load_report.source == "hf://timm/inception_v4.tf_in1k/model.safetensors"
+    x = torch.randn(1, 3, 75, 75)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=0)
+
+
+def test_googlenet_weights_switch_on_transform_input(torch_home: Path) -> None:
+    """torchvision's GoogLeNet weights expect transform_input=True; the file declares it."""
+    torch_home.mkdir(parents=True)
+    torch.manual_seed(0)
+    reference = torchvision.models.googlenet(aux_logits=False, init_weights=True).eval()
+    torch.save(reference.state_dict(), torch_home / _published_file("googlenet"))
+    reference.transform_input = True
+    model = zoo.build("googlenet", pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=0)
