@@ -21,7 +21,8 @@ WEIGHT_LAYERS = {"conv", "depthwise_conv", "separable_conv", "dense"}
 DEPTH_RULE = (
     "Depth counts weight layers (convolutions and dense layers) on the longest input-to-output path: "
     "parallel branches count their deepest branch, residual shortcuts and auxiliary heads do not add, "
-    "a separable convolution counts once. It is the papers' convention: VGG-16 = 16, ResNet-50 = 50, GoogLeNet = 22."
+    "a `separable_conv` counts once (Xception spells its separable convolutions out as two convs, as timm does, so they count twice). "
+    "It is the papers' convention: VGG-16 = 16, ResNet-50 = 50, GoogLeNet = 22."
 )
 
 
