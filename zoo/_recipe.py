@@ -42,6 +42,7 @@ __all__ = [
     "apply_overrides",
     "load_recipe",
     "parse_override",
+    "dump_recipe",
     "recipe_from_data",
 ]
 
@@ -97,7 +98,9 @@ class DataSection(_Section):
     test_limit: PosInt | None = None
     channels: Literal[1, 3] | None = None  # convert gray<->RGB; default: keep the data's
     resize: PosInt | None = None  # square side to resize batches to (inception needs >= 75)
-    normalize: Literal["unit", "standard", "imagenet"] = "unit"  # [0,1]; dataset mean/std; ImageNet
+    # unit: [0, 1]; standard: the training set's mean/std; imagenet: torchvision's ImageNet statistics;
+    # inception: [-1, 1] (mean = std = 0.5, as timm's Inception and Xception weights expect)
+    normalize: Literal["unit", "standard", "imagenet", "inception"] = "unit"
     augment: AugmentSection = Field(default_factory=AugmentSection)
     drop_last: bool = False
 
@@ -181,6 +184,7 @@ class FinetuneSection(_Section):
     freeze: list[str] = Field(default_factory=list)  # patterns, e.g. ["conv1", "layer1", "layer2.*"]
     freeze_backbone: bool = False  # freeze everything except the head
     head: list[str] | None = None  # head patterns; default: the last module with parameters
+    reset_head: bool = False  # re-initialize the head even when the class count is unchanged
     head_lr_scale: PosFloat | None = None  # shorthand for a head param group
     groups: list[ParamGroup] = Field(default_factory=list)  # first matching group wins
     unfreeze: list[UnfreezeStep] = Field(default_factory=list)  # gradual unfreezing
@@ -204,7 +208,7 @@ class Recipe(_Section):
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     precision: Literal["fp32", "amp", "bf16"] = "fp32"  # amp: float16 autocast on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
-    channels_last: bool = False
+    channels_last: bool | Literal["auto"] = "auto"  # auto: CPU times both layouts; CUDA uses it with amp/bf16
     compile: bool = False  # torch.compile the model
     grad_clip: PosFloat | None = None
     early_stopping: EarlyStoppingSection | None = None
@@ -318,7 +322,7 @@ def apply_overrides(data: Any, overrides: Sequence[str]) -> tuple[Any, list[str]
 # --------------------------------------------------------------------------- loading
 
 
-def recipe_from_data(data: Any, *, overrides: Sequence[str] = (), file: str = "<recipe>") -> Recipe:
+def recipe_from_data(data: Any, *, overrides: Sequence[str] = ()) -> Recipe:
     """Validate parsed data (after ``--set`` overrides) into a Recipe; errors are RecipeErrors."""
     data, touched = apply_overrides(data, overrides)
     try:
@@ -356,5 +360,12 @@ def load_recipe(path: str | Path, *, overrides: Sequence[str] = ()) -> Recipe:
         raise _as_recipe_error(exc) from None
     if isinstance(data, YMap) and "name" not in data:
         data["name"] = p.stem  # a recipe is named after its file unless it says otherwise
-    return recipe_from_data(data, overrides=overrides, file=str(p))
+    return recipe_from_data(data, overrides=overrides)
 
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (defaults written out), as saved in a run directory."""
+    import yaml
+
+    header = f"# resolved recipe {recipe.name!r}: every default written out; load it with --resume\n"
+    return header + yaml.safe_dump(recipe.to_data(), sort_keys=False, default_flow_style=None)

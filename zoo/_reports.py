@@ -1,0 +1,358 @@
+"""Evaluation reports and pictures: what the seed documents show after training.
+
+Text: the classification report (precision, recall, F1, support per class), the confusion matrix
+and the indices of the misclassified test images. Pictures (PNG): accuracy and loss curves, the
+confusion matrix as a heat map, a grid of misclassified images titled ``true:predicted``, the
+feature maps of one image after each convolution, and the first convolution's kernels.
+
+Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot global state, no
+display needed) and every file is written atomically. matplotlib and scikit-learn are imported
+here only, never by ``import zoo``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._checkpoint import atomic_write_bytes, atomic_write_text
+from ._data import DataBundle, Preprocess, Split
+from ._recipe import ReportsSection
+
+__all__ = [
+    "PICTURES",
+    "classification_report_text",
+    "confusion_matrix",
+    "confusion_text",
+    "plot_confusion",
+    "plot_curves",
+    "plot_feature_maps",
+    "plot_kernels",
+    "plot_misclassified",
+    "write_reports",
+]
+
+PICTURES = ("curves", "confusion", "misclassified", "feature_maps", "kernels")
+
+
+# --------------------------------------------------------------------------- text
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``m[true, predicted]`` counts (int64)."""
+    flat = labels.long() * num_classes + preds.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def confusion_text(matrix: torch.Tensor, classes: Sequence[str]) -> str:
+    """The matrix as an aligned table: rows are true classes, columns predicted ones."""
+    names = [_short(c) for c in classes]
+    width = max(5, *(len(n) for n in names), len(str(int(matrix.max()) if matrix.numel() else 0)))
+    lines = ["rows: true class, columns: predicted class", " " * width + " " + " ".join(n.rjust(width) for n in names)]
+    for name, row in zip(names, matrix.tolist(), strict=True):
+        lines.append(name.rjust(width) + " " + " ".join(str(v).rjust(width) for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 10 else name[:9] + "."
+
+
+def classification_report_text(
+    labels: torch.Tensor, preds: torch.Tensor, classes: Sequence[str]
+) -> tuple[str, dict[str, Any]]:
+    """scikit-learn's classification report as text and as a dict."""
+    from sklearn.metrics import classification_report
+
+    ids = list(range(len(classes)))
+    y, p = labels.numpy(), preds.numpy()
+    kwargs: dict[str, Any] = {"labels": ids, "target_names": list(classes), "digits": 4, "zero_division": 0}
+    text = classification_report(y, p, **kwargs)
+    table = classification_report(y, p, output_dict=True, **kwargs)
+    return str(text), dict(table)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Accuracy and loss per epoch, training and validation, side by side."""
+    fig = _figure(11, 4)
+    epochs = [r["epoch"] for r in history]
+    for i, (key, title) in enumerate((("accuracy", "Accuracy"), ("loss", "Loss"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], marker="o", label="train")
+        val = [(r["epoch"], r[f"val_{key}"]) for r in history if r.get(f"val_{key}") is not None]
+        if val:
+            ax.plot([e for e, _ in val], [v for _, v in val], marker="o", label="validation")
+        ax.set_title(f"Model {title.lower()}")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right" if key == "accuracy" else "upper right")
+        if len(epochs) < 15:
+            ax.set_xticks(epochs)
+    return _save(fig, path)
+
+
+def plot_confusion(
+    matrix: torch.Tensor, classes: Sequence[str], path: Path, *, title: str = "Confusion matrix"
+) -> Path:
+    """Heat map with the count in every cell, true classes down, predicted across."""
+    n = len(classes)
+    size = max(5.0, 0.6 * n + 2)
+    fig = _figure(size + 1, size)
+    ax = fig.add_subplot(1, 1, 1)
+    values = matrix.numpy()
+    image = ax.imshow(values, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(
+        range(n),
+        [_short(c) for c in classes],
+        rotation=45 if max(map(len, classes)) > 2 else 0,
+        ha="right" if max(map(len, classes)) > 2 else "center",
+    )
+    ax.set_yticks(range(n), [_short(c) for c in classes])
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title(title)
+    high = values.max() if values.size else 0
+    if n <= 30:
+        for (r, c), v in _cells(values):
+            ax.text(c, r, str(v), ha="center", va="center", fontsize=8, color="white" if v > high / 2 else "black")
+    return _save(fig, path)
+
+
+def _cells(values: Any) -> list[tuple[tuple[int, int], int]]:
+    return [((r, c), int(values[r, c])) for r in range(values.shape[0]) for c in range(values.shape[1])]
+
+
+def _show(ax: Any, image: torch.Tensor) -> None:
+    """Draw a (C, H, W) image in [0, 1]: gray for one channel, RGB for three."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_misclassified(
+    images: torch.Tensor,
+    true: Sequence[int],
+    predicted: Sequence[int],
+    indices: Sequence[int],
+    classes: Sequence[str],
+    path: Path,
+    *,
+    total: int,
+) -> Path:
+    """Grid of misclassified images, each titled ``true:predicted`` (and its test index)."""
+    count = len(indices)
+    cols = min(8, max(1, count))
+    rows = max(1, math.ceil(count / cols))
+    fig = _figure(1.6 * cols, 1.9 * rows + 0.6)
+    for i in range(count):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        _show(ax, images[i])
+        ax.set_title(f"{_short(classes[true[i]])}:{_short(classes[predicted[i]])}\n#{indices[i]}", fontsize=9)
+    if count == 0:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
+    shown = f"{count} of {total}" if total > count else f"{count}"
+    fig.suptitle(f"Misclassified test images ({shown}), true:predicted")
+    return _save(fig, path)
+
+
+def plot_feature_maps(
+    maps: Sequence[tuple[str, torch.Tensor]], image: torch.Tensor, path: Path, *, max_channels: int, title: str
+) -> Path:
+    """One row block per convolution: the input image, then up to ``max_channels`` maps each."""
+    cols = 16
+    blocks = [(name, fm[:max_channels], len(fm)) for name, fm in maps]
+    rows_per = [max(1, math.ceil(len(fm) / cols)) for _, fm, _ in blocks]
+    total_rows = 1 + sum(rows_per)
+    fig = _figure(cols * 0.9, total_rows * 0.95 + 0.4 * len(blocks) + 0.5)
+    grid = fig.add_gridspec(total_rows, cols, hspace=0.6, wspace=0.1)
+    ax = fig.add_subplot(grid[0, 0:2])
+    _show(ax, image)
+    ax.set_title("input", fontsize=8)
+    row = 1
+    for (name, fm, total), nrows in zip(blocks, rows_per, strict=True):
+        for i, channel in enumerate(fm):
+            ax = fig.add_subplot(grid[row + i // cols, i % cols])
+            ax.imshow(channel.numpy(), cmap="viridis", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                shown = f"{len(fm)} of {total}" if total > len(fm) else f"{total}"
+                ax.set_title(f"conv '{name}': {shown} maps of {fm.shape[1]}x{fm.shape[2]}", fontsize=8, loc="left")
+        row += nrows
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_kernels(weight: torch.Tensor, path: Path, *, name: str) -> Path:
+    """The first convolution's kernels, each scaled to its own range (RGB when it reads 3 channels)."""
+    w = weight.detach().float().cpu()
+    count = w.shape[0]
+    cols = min(16, count)
+    rows = math.ceil(count / cols)
+    fig = _figure(cols * 0.8, rows * 0.8 + 0.6)
+    for i in range(count):
+        k = w[i] if w.shape[1] == 3 else w[i].mean(dim=0, keepdim=True)
+        k = (k - k.min()) / (k.max() - k.min()).clamp_min(1e-12)
+        ax = fig.add_subplot(rows, cols, i + 1)
+        _show(ax, k)
+    fig.suptitle(f"{name}: {count} kernels {tuple(w.shape[2:])}, {w.shape[1]} input channel(s)")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- model probes
+
+
+def _convolutions(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, x: torch.Tensor, *, max_layers: int) -> list[tuple[str, torch.Tensor]]:
+    """The output of each of the first ``max_layers`` convolutions for a batch of one image."""
+    captured: list[tuple[str, torch.Tensor]] = []
+    handles = []
+    for name, conv in _convolutions(model)[:max_layers]:
+
+        def hook(_m: nn.Module, _inp: Any, out: torch.Tensor, name: str = name) -> None:
+            captured.append((name, out[0].detach().float().cpu()))
+
+        handles.append(conv.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return captured
+
+
+# --------------------------------------------------------------------------- everything
+
+
+def write_reports(
+    out_dir: Path,
+    *,
+    model: nn.Module,
+    data: DataBundle,
+    test: Split,
+    test_prepared: bool,
+    pre: Preprocess,
+    predictions: torch.Tensor,
+    history: Sequence[dict[str, Any]],
+    section: ReportsSection,
+    what: Sequence[str] = PICTURES,
+) -> dict[str, str]:
+    """Write the text reports and the pictures into ``out_dir``; returns name -> path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = test.labels.cpu()
+    preds = predictions.cpu()
+    classes = data.classes
+    written: dict[str, str] = {}
+    report, table = classification_report_text(labels, preds, classes)
+    matrix = confusion_matrix(labels, preds, len(classes))
+    wrong = (labels != preds).nonzero().squeeze(1)
+    atomic_write_text(out_dir / "classification_report.txt", report)
+    atomic_write_text(out_dir / "confusion_matrix.txt", confusion_text(matrix, classes))
+    atomic_write_text(
+        out_dir / "misclassified.json",
+        json.dumps(
+            {
+                "count": len(wrong),
+                "of": len(labels),
+                "indices": wrong.tolist(),
+                "true": labels[wrong].tolist(),
+                "predicted": preds[wrong].tolist(),
+            }
+        )
+        + "\n",
+    )
+    atomic_write_text(out_dir / "classification_report.json", json.dumps(table, indent=2) + "\n")
+    written.update(
+        report=str(out_dir / "classification_report.txt"),
+        confusion_text=str(out_dir / "confusion_matrix.txt"),
+        misclassified_indices=str(out_dir / "misclassified.json"),
+    )
+    if "curves" in what and history:
+        written["curves"] = str(plot_curves(history, out_dir / "curves.png"))
+    if "confusion" in what:
+        written["confusion"] = str(plot_confusion(matrix, classes, out_dir / "confusion_matrix.png"))
+    if "misclassified" in what:
+        shown = wrong[: section.max_misclassified]
+        images = _display_images(test, shown, pre, prepared=test_prepared)
+        written["misclassified"] = str(
+            plot_misclassified(
+                images,
+                labels[shown].tolist(),
+                preds[shown].tolist(),
+                shown.tolist(),
+                classes,
+                out_dir / "misclassified.png",
+                total=len(wrong),
+            )
+        )
+    convs = _convolutions(model)
+    if "feature_maps" in what and convs:
+        index = min(section.image_index, len(test) - 1)
+        idx = torch.tensor([index])
+        x = pre.batch(test.images.index_select(0, idx.to(test.images.device)), prepared=test_prepared)
+        maps = feature_maps(model, x, max_layers=section.max_feature_layers)
+        title = f"Feature maps of test image #{index} (label {classes[int(labels[index])]}, predicted {classes[int(preds[index])]})"
+        written["feature_maps"] = str(
+            plot_feature_maps(
+                maps,
+                pre.display(x)[0].cpu(),
+                out_dir / "feature_maps.png",
+                max_channels=section.max_channels,
+                title=title,
+            )
+        )
+    if "kernels" in what and convs:
+        name, first = convs[0]
+        written["kernels"] = str(
+            plot_kernels(first.weight, out_dir / "kernels.png", name=f"first convolution '{name}'")
+        )
+    return written
+
+
+def _display_images(split: Split, index: torch.Tensor, pre: Preprocess, *, prepared: bool) -> torch.Tensor:
+    if len(index) == 0:
+        return torch.zeros(0)
+    x = split.images.index_select(0, index.to(split.images.device))
+    if prepared:
+        return pre.display(x).cpu()
+    return pre.display(pre.batch(x, prepared=False)).cpu()

@@ -1,0 +1,155 @@
+"""Datasets: the real torchvision loaders on tiny files in the real formats; batching; augmentation."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from zoo._data import (
+    CIFAR10_FILES,
+    MNIST_FILES,
+    Preprocess,
+    augment_batch,
+    batch_indices,
+    load_data,
+    write_cifar10_files,
+    write_mnist_files,
+)
+from zoo._errors import RecipeError
+from zoo._recipe import AugmentSection, DataSection
+
+
+def _section(**kw: Any) -> DataSection:
+    return DataSection.model_validate(kw)
+
+
+def test_mnist_idx_files_load_through_torchvision(tmp_path: Path) -> None:
+    raw = write_mnist_files(tmp_path, train=40, test=20)
+    assert raw == tmp_path / "MNIST" / "raw"
+    data = load_data(_section(dataset="mnist", root=str(tmp_path), val_split=0.25, download=False))
+    assert data.train.images.shape == (30, 1, 28, 28) and data.train.images.dtype == torch.uint8
+    assert len(data.val) == 10 and len(data.test) == 20  # type: ignore[arg-type]
+    assert data.test.labels.tolist() == [i % 10 for i in range(20)]
+    assert data.classes == tuple(str(i) for i in range(10)) and data.channels == 1
+
+
+def test_gzipped_mnist_files_are_accepted(tmp_path: Path) -> None:
+    write_mnist_files(tmp_path, folder="FashionMNIST", train=20, test=10, gz=True)
+    data = load_data(_section(dataset="fashion_mnist", root=str(tmp_path), validate_on="none", download=False))
+    assert len(data.train) == 20 and data.val is None
+    assert data.classes[0] == "T-shirt/top"
+
+
+def test_missing_files_offline_say_which_files_go_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_data(_section(dataset="mnist", root=str(tmp_path), download=False))
+    text = str(info.value)
+    assert str(tmp_path / "MNIST" / "raw") in text and all(name in text for name in MNIST_FILES)
+
+    def offline(*_a: Any, **_k: Any) -> None:
+        raise urllib.error.URLError("Name or service not known")
+
+    import torchvision.datasets.utils as tvu
+
+    monkeypatch.setattr(tvu, "urlopen", offline, raising=False)
+    monkeypatch.setattr(tvu, "_urlretrieve", offline, raising=False)
+    monkeypatch.setattr(tvu, "download_url", offline)
+    import torchvision.datasets.cifar as tvc
+    import torchvision.datasets.mnist as tvm
+
+    monkeypatch.setattr(tvm, "download_and_extract_archive", offline)
+    monkeypatch.setattr(tvc, "download_and_extract_archive", offline)
+    with pytest.raises(RecipeError, match="downloading failed") as info:
+        load_data(_section(dataset="cifar10", root=str(tmp_path)))
+    text = str(info.value)
+    assert "cifar-10-batches-py" in text and all(name in text for name in CIFAR10_FILES)
+
+
+def test_corrupt_idx_file_is_a_recipe_error(tmp_path: Path) -> None:
+    raw = write_mnist_files(tmp_path, train=20, test=10)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x09\x03garbage")
+    with pytest.raises(RecipeError, match="cannot read MNIST"):
+        load_data(_section(dataset="mnist", root=str(tmp_path), download=False))
+
+
+def test_cifar10_pickle_batches_load_through_torchvision(tmp_path: Path) -> None:
+    write_cifar10_files(tmp_path, train=50, test=20)
+    data = load_data(_section(dataset="cifar10", root=str(tmp_path), val_split=0.2, download=False))
+    assert data.train.images.shape == (40, 3, 32, 32) and len(data.test) == 20
+    assert data.classes[0] == "airplane" and data.num_classes == 10
+    assert len(data.mean) == 3
+
+
+def test_cifar10_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    folder = write_cifar10_files(tmp_path, train=50, test=20)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    (folder / "data_batch_3").write_bytes(pickle.dumps({"data": Evil(), "labels": []}, protocol=2))
+    with pytest.raises(RecipeError, match="refusing"):
+        load_data(_section(dataset="cifar10", root=str(tmp_path), download=False))
+    assert not marker.exists()
+
+
+def test_digits_are_28x28_with_a_fixed_disjoint_split() -> None:
+    a = load_data(_section(dataset="digits", val_split=0.1))
+    b = load_data(_section(dataset="digits", val_split=0.1))
+    assert a.train.images.shape[1:] == (1, 28, 28)
+    assert len(a.train) + len(a.val) + len(a.test) == 1797  # type: ignore[arg-type]
+    assert 350 <= len(a.test) <= 365
+    assert torch.equal(a.test.images, b.test.images) and torch.equal(a.val.images, b.val.images)  # type: ignore[union-attr]
+    assert set(a.test.labels.tolist()) == set(range(10))
+    limited = load_data(_section(dataset="digits", validate_on="test", train_limit=100, test_limit=50))
+    assert len(limited.train) == 100 and limited.val is limited.test and len(limited.test) == 50
+
+
+def test_batches_cover_each_index_once_and_shard_across_processes() -> None:
+    gen = torch.Generator().manual_seed(3)
+    batches = batch_indices(103, 10, generator=gen)
+    assert sorted(torch.cat(batches).tolist()) == list(range(103))
+    assert len(batches) == 11
+    single = batch_indices(103, 10, generator=torch.Generator().manual_seed(3), world=1)
+    shards = [batch_indices(103, 10, generator=torch.Generator().manual_seed(3), rank=r, world=2) for r in (0, 1)]
+    for step, whole in enumerate(single):
+        assert sorted(torch.cat([shards[0][step], shards[1][step]]).tolist()) == sorted(whole.tolist())
+    # a trailing batch of one image is dropped when BatchNorm needs two
+    assert len(batch_indices(21, 10, generator=None, min_size=2)) == 2
+    assert len(batch_indices(25, 10, generator=None, drop_last=True)) == 2
+
+
+def test_augmentation_is_reproducible_and_identity_when_off() -> None:
+    x = torch.rand(8, 1, 28, 28)
+    off = AugmentSection()
+    same = augment_batch(x, off, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(same, x, atol=1e-5)
+    aug = AugmentSection(rotation=15, scale=0.1, translate=0.1, hflip=True)
+    a = augment_batch(x, aug, generator=torch.Generator().manual_seed(1))
+    b = augment_batch(x, aug, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.allclose(a, x)
+    # pad-and-crop moves whole pixels: every output pixel is an input pixel or the fill
+    crop = augment_batch(x, AugmentSection(crop_padding=2), generator=torch.Generator().manual_seed(2))
+    values = torch.cat([x.flatten(), torch.zeros(1)]).sort().values
+    out = crop.flatten()
+    pos = torch.searchsorted(values, out).clamp(1, len(values) - 1)
+    nearest = torch.minimum((values[pos] - out).abs(), (values[pos - 1] - out).abs())
+    assert float(nearest.max()) < 1e-4
+
+
+def test_preprocess_normalizes_converts_channels_and_resizes() -> None:
+    section = _section(dataset="digits", normalize="standard", channels=3, resize=32)
+    pre = Preprocess(section, data_channels=1, mean=(0.2,), std=(0.3,), device=torch.device("cpu"))
+    raw = torch.full((2, 1, 28, 28), 51, dtype=torch.uint8)  # 0.2 after scaling: the mean
+    x = pre.batch(raw, prepared=False)
+    assert x.shape == (2, 3, 32, 32) and torch.allclose(x, torch.zeros_like(x), atol=1e-5)
+    prepared = pre.prepare(load_data(_section(dataset="digits", validate_on="none")).test)
+    assert prepared.images.dtype == torch.float32 and prepared.images.shape[1] == 3
+    assert torch.allclose(pre.display(torch.zeros(1, 3, 4, 4)), torch.full((1, 3, 4, 4), 0.2))
