@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._builder import build_network, expand
+from ._builder import build_network
 from ._errors import SchemaError, UnknownNameError, did_you_mean
 from ._registry import REGISTRY
 from ._schema import ArchitectureSpec
@@ -68,7 +68,7 @@ def build(
         shape = list(input_size)
     model: nn.Module
     if pretrained is None or pretrained is False:
-        expanded = expand(spec, REGISTRY.blocks(), given, tuple(shape))
+        expanded = REGISTRY.expand(spec, given, tuple(shape))
         model = build_network(expanded, device=device, limit=max_params)
     else:
         from ._weights import load_pretrained, resolve_source
@@ -77,7 +77,7 @@ def build(
         library, _ = resolve_source(spec, pretrained)
         needs = (spec.weights or {}).get(library)
         given = {**(needs.params if needs else {}), **given}
-        expanded = expand(spec, REGISTRY.blocks(), given, tuple(shape))
+        expanded = REGISTRY.expand(spec, given, tuple(shape))
         model = build_network(expanded, device="meta", limit=max_params)
         model = load_pretrained(model, spec, pretrained, device=device)
     if features_only:

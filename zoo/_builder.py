@@ -6,15 +6,16 @@ is allocated:
   1. ``_Expander`` walks the ``layers`` list with the parameters in scope: evaluates ``${...}``,
      expands ``repeat`` and block templates, validates each primitive against its spec and infers
      its output shape. The result is a tree of ``Leaf``/``Group`` items (no tensors).
-  2. ``_materialize`` turns that tree into modules on the meta device, the parameter count is
-     checked against the limit, and only then is memory allocated and initialized.
+  2. ``build_network`` checks the parameter count from the primitive table's rules against the
+     limit, and only then builds modules (on the target device, with their usual initialization).
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._validation import validate
 from ._yaml import YList, YMap, loc_of
 
-__all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "expand", "max_params"]
+__all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "check_size", "expand", "leaf_params", "leaves", "max_params"]
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS or max_params=
 MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
@@ -456,45 +457,39 @@ class _Namespace:
         return name
 
 
-def _module(item: Item, sizes: list[tuple[int, Location | None]] | None = None) -> nn.Module:
+def _module(item: Item) -> nn.Module:
     if isinstance(item, Leaf):
-        module = item.primitive.make(item.spec, item.in_shape)
-        if sizes is not None:
-            sizes.append((sum(p.numel() for p in module.parameters()), item.loc))
-        return module
+        return item.primitive.make(item.spec, item.in_shape)
     if item.kind == "seq" and not any(getattr(c, "inline", False) for c in item.parts[0]):
         ns = _Namespace()
         for child in item.parts[0]:
-            ns.add(child, _module(child, sizes))
+            ns.add(child, _module(child))
         return nn.Sequential(OrderedDict(ns.children))
     ns = _Namespace()
-    plan = _plan(item, ns, sizes)
+    plan = _plan(item, ns)
     cls: type[Graph] = {"residual": Residual, "concat": Concat, "aux": Aux}.get(item.kind, Graph)
     return cls(ns.children, plan)
 
 
-Sizes = list[tuple[int, Location | None]] | None  # (parameters, location) of each leaf, for size errors
-
-
-def _steps(items: list[Item], ns: _Namespace, sizes: Sizes) -> Any:
+def _steps(items: list[Item], ns: _Namespace) -> Any:
     steps: list[Any] = []
     for item in items:
         if isinstance(item, Group) and item.inline:
-            steps.append(_plan(item, ns, sizes))
+            steps.append(_plan(item, ns))
         else:
-            steps.append(ns.add(item, _module(item, sizes)))
+            steps.append(ns.add(item, _module(item)))
     if not steps:
         return None
     return steps[0] if len(steps) == 1 else ("seq", tuple(steps))
 
 
-def _plan(group: Group, ns: _Namespace, sizes: Sizes) -> Any:
+def _plan(group: Group, ns: _Namespace) -> Any:
     if group.kind == "concat":
-        return ("cat", tuple(_steps(branch, ns, sizes) or ("seq", ()) for branch in group.parts))
+        return ("cat", tuple(_steps(branch, ns) or ("seq", ()) for branch in group.parts))
     if group.kind == "residual":
-        body, shortcut, post = (_steps(part, ns, sizes) for part in group.parts)
+        body, shortcut, post = (_steps(part, ns) for part in group.parts)
         return ("res", body, shortcut, group.scale, post)
-    return _steps(group.parts[0], ns, sizes) or ("seq", ())
+    return _steps(group.parts[0], ns) or ("seq", ())
 
 
 def allocate(module: nn.Module, device: str | torch.device, *, recurse: bool = True) -> None:
@@ -503,24 +498,27 @@ def allocate(module: nn.Module, device: str | torch.device, *, recurse: bool = T
     module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device), recurse=recurse)  # type: ignore[no-untyped-call]
 
 
-def _reset(module: nn.Module) -> None:
-    for m in module.modules():
-        reset = getattr(m, "reset_parameters", None)
-        if callable(reset):
-            reset()
+def leaves(items: list[Item]) -> Iterator[Leaf]:
+    for item in items:
+        if isinstance(item, Leaf):
+            yield item
+        else:
+            for part in item.parts:
+                yield from leaves(part)
 
 
-def build_network(expanded: Expanded, *, device: str | torch.device | None = None, limit: int | None = None) -> Network:
-    """Phase 2: modules built on the meta device, size-checked, then allocated and initialized."""
-    ns = _Namespace()
-    sizes: list[tuple[int, Location | None]] = []
+def leaf_params(leaf: Leaf) -> int:
+    """A layer's parameter count from its table rule (or, lacking one, its meta-device twin)."""
+    if leaf.primitive.params is not None:
+        return leaf.primitive.params(leaf.spec, leaf.in_shape)
     with torch.device("meta"):
-        for item in expanded.items:
-            if isinstance(item, Group) and item.inline:
-                raise SchemaError("'inline' is only meaningful inside residual, concat or seq", location=item.loc)
-            ns.add(item, _module(item, sizes))
-        net = Network(ns.children)
-    total = sum(p.numel() for p in net.parameters())
+        return sum(p.numel() for p in leaf.primitive.make(leaf.spec, leaf.in_shape).parameters())
+
+
+def check_size(expanded: Expanded, limit: int | None = None) -> int:
+    """The model's parameter count, refused above the limit before anything is allocated."""
+    sizes = [(leaf_params(leaf), leaf.loc) for leaf in leaves(expanded.items)]
+    total = sum(n for n, _ in sizes)
     limit = max_params() if limit is None else limit
     if total > limit:
         largest, where = max(sizes, key=lambda s: s[0])
@@ -529,8 +527,17 @@ def build_network(expanded: Expanded, *, device: str | torch.device | None = Non
             location=where,
             hint="raise it with zoo.build(..., max_params=N) or the ZOO_MAX_PARAMS environment variable",
         )
-    if device is not None and torch.device(device).type == "meta":
-        return net
-    allocate(net, device or "cpu")
-    _reset(net)
-    return net
+    return total
+
+
+def build_network(expanded: Expanded, *, device: str | torch.device | None = None, limit: int | None = None) -> Network:
+    """Phase 2: the size is checked from the table's rules, then modules are built on the target
+    device with their own initialization (``device="meta"``: shapes only, no memory)."""
+    check_size(expanded, limit)
+    ns = _Namespace()
+    with torch.device(device) if device is not None else nullcontext():
+        for item in expanded.items:
+            if isinstance(item, Group) and item.inline:
+                raise SchemaError("'inline' is only meaningful inside residual, concat or seq", location=item.loc)
+            ns.add(item, _module(item))
+        return Network(ns.children)

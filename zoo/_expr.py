@@ -10,6 +10,7 @@ compute ``${planes * 4}`` but can never reach Python.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -84,12 +85,7 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
     """Evaluate one expression (the part inside ``${...}``) over ``env``."""
     if len(text) > _MAX_TEXT:
         raise ExpressionError(f"expression longer than {_MAX_TEXT} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(f"invalid expression {text!r}: {exc.msg}") from None
-    except (ValueError, RecursionError, MemoryError):
-        raise ExpressionError(f"invalid expression {text!r}") from None
+    tree = _parse(text.strip())
     try:
         return _Evaluator(env, text).visit(tree.body)
     except ExpressionError:
@@ -100,6 +96,17 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"expression nested too deeply: {text[:40]!r}...") from None
     except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
         raise ExpressionError(f"cannot evaluate ${{{text}}}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ast.Expression:
+    """Parsed once per distinct text: a block template's expressions repeat across every use."""
+    try:
+        return ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"invalid expression {text!r}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError):
+        raise ExpressionError(f"invalid expression {text!r}") from None
 
 
 class _Evaluator:

@@ -40,6 +40,13 @@ class Primitive:
     make: Callable[[Any, Shape], nn.Module]
     primary: str | None = None  # the field a scalar shorthand sets: ``maxpool: 2``
     doc: str = ""
+    # learnable parameters from spec and input shape, so size limits are checked before anything
+    # is built; None means "build the layer on the meta device and count"
+    params: Callable[[Any, Shape], int] | None = None
+
+
+def _none(spec: Any, shape: Shape) -> int:
+    return 0
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -121,7 +128,7 @@ def _same_shape(spec: Any, shape: Shape) -> Shape:
 
 
 for _name, (_spec, _factory) in ACTIVATIONS.items():
-    _register(Primitive(_name, _spec, _same_shape, (lambda f: lambda s, shape: f(s))(_factory), doc="activation"))
+    _register(Primitive(_name, _spec, _same_shape, (lambda f: lambda s, shape: f(s))(_factory), doc="activation", params=_none))
 
 
 # ---------------------------------------------------------------- convolution
@@ -206,7 +213,12 @@ def _conv_make(s: ConvSpec, shape: Shape) -> nn.Module:
     return _conv_module(shape[0], s.filters, s.kernel, s.stride, s.padding, s.dilation, s.groups, s.bias, s.act)
 
 
-_register(Primitive("conv", ConvSpec, _conv_shape, _conv_make, primary="filters", doc="2-D convolution"))
+def _conv_params(s: ConvSpec, shape: Shape) -> int:
+    kh, kw = _pair(s.kernel)
+    return s.filters * (shape[0] // s.groups) * kh * kw + (s.filters if s.bias else 0)
+
+
+_register(Primitive("conv", ConvSpec, _conv_shape, _conv_make, primary="filters", doc="2-D convolution", params=_conv_params))
 
 
 class DepthwiseSpec(Spec):
@@ -229,7 +241,13 @@ def _dw_make(s: DepthwiseSpec, shape: Shape) -> nn.Module:
     return _conv_module(c, c * s.multiplier, s.kernel, s.stride, s.padding, s.dilation, c, s.bias, s.act)
 
 
-_register(Primitive("depthwise_conv", DepthwiseSpec, _dw_shape, _dw_make, primary="kernel", doc="per-channel conv"))
+def _dw_params(s: DepthwiseSpec, shape: Shape) -> int:
+    kh, kw = _pair(s.kernel)
+    out = shape[0] * s.multiplier
+    return out * kh * kw + (out if s.bias else 0)
+
+
+_register(Primitive("depthwise_conv", DepthwiseSpec, _dw_shape, _dw_make, primary="kernel", doc="per-channel conv", params=_dw_params))
 
 
 class SeparableSpec(Spec):
@@ -256,7 +274,13 @@ def _sep_make(s: SeparableSpec, shape: Shape) -> nn.Module:
     return nn.Sequential(OrderedDict(depthwise=depthwise, pointwise=pointwise))
 
 
-_register(Primitive("separable_conv", SeparableSpec, _sep_shape, _sep_make, primary="filters", doc="depthwise + pointwise"))
+def _sep_params(s: SeparableSpec, shape: Shape) -> int:
+    kh, kw = _pair(s.kernel)
+    mid = shape[0] * s.multiplier
+    return mid * kh * kw + mid * s.filters + (s.filters if s.bias else 0)
+
+
+_register(Primitive("separable_conv", SeparableSpec, _sep_shape, _sep_make, primary="filters", doc="depthwise + pointwise", params=_sep_params))
 
 
 class FilterSpec(Spec):
@@ -300,7 +324,7 @@ def _filter_make(s: FilterSpec, shape: Shape) -> nn.Module:
     return FixedFilter(kernels, shape[0], padding=1 if s.padding == "same" else 0)
 
 
-_register(Primitive("filter", FilterSpec, _filter_shape, _filter_make, primary="kernel", doc="fixed image filter"))
+_register(Primitive("filter", FilterSpec, _filter_shape, _filter_make, primary="kernel", doc="fixed image filter", params=_none))
 
 
 # ---------------------------------------------------------------- dense and shape changes
@@ -325,21 +349,25 @@ def _dense_make(s: DenseSpec, shape: Shape) -> nn.Module:
     return LinearAct(shape[0], s.units, bias=s.bias, act=act)
 
 
-_register(Primitive("dense", DenseSpec, _dense_shape, _dense_make, primary="units", doc="fully connected"))
+def _dense_params(s: DenseSpec, shape: Shape) -> int:
+    return shape[0] * s.units + (s.units if s.bias else 0)
+
+
+_register(Primitive("dense", DenseSpec, _dense_shape, _dense_make, primary="units", doc="fully connected", params=_dense_params))
 
 
 def _flatten_shape(s: NoArgs, shape: Shape) -> Shape:
     return (math.prod(shape),)
 
 
-_register(Primitive("flatten", NoArgs, _flatten_shape, lambda s, shape: nn.Flatten(), doc="(C,H,W) -> (C*H*W,)"))
+_register(Primitive("flatten", NoArgs, _flatten_shape, lambda s, shape: nn.Flatten(), doc="(C,H,W) -> (C*H*W,)", params=_none))
 
 
 class DropoutSpec(Spec):
     p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
 
-_register(Primitive("dropout", DropoutSpec, _same_shape, lambda s, shape: nn.Dropout(s.p), primary="p", doc="dropout"))
+_register(Primitive("dropout", DropoutSpec, _same_shape, lambda s, shape: nn.Dropout(s.p), primary="p", doc="dropout", params=_none))
 
 
 # ---------------------------------------------------------------- pooling
@@ -373,8 +401,8 @@ def _pool_make(kind: str) -> Callable[[PoolSpec, Shape], nn.Module]:
     return make
 
 
-_register(Primitive("maxpool", PoolSpec, _pool_shape("maxpool"), _pool_make("max"), primary="kernel", doc="max pooling"))
-_register(Primitive("avgpool", PoolSpec, _pool_shape("avgpool"), _pool_make("avg"), primary="kernel", doc="average pooling"))
+_register(Primitive("maxpool", PoolSpec, _pool_shape("maxpool"), _pool_make("max"), primary="kernel", doc="max pooling", params=_none))
+_register(Primitive("avgpool", PoolSpec, _pool_shape("avgpool"), _pool_make("avg"), primary="kernel", doc="average pooling", params=_none))
 
 
 class AdaptiveSpec(Spec):
@@ -386,8 +414,8 @@ def _adaptive_shape(s: AdaptiveSpec, shape: Shape) -> Shape:
     return (c, *_pair(s.output))
 
 
-_register(Primitive("adaptive_avgpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveAvgPool2d(s.output), primary="output"))
-_register(Primitive("adaptive_maxpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveMaxPool2d(s.output), primary="output"))
+_register(Primitive("adaptive_avgpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveAvgPool2d(s.output), primary="output", params=_none))
+_register(Primitive("adaptive_maxpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveMaxPool2d(s.output), primary="output", params=_none))
 
 
 def _global_shape(s: NoArgs, shape: Shape) -> Shape:
@@ -398,8 +426,8 @@ def _global(pool: type[nn.Module]) -> Callable[[NoArgs, Shape], nn.Module]:
     return lambda s, shape: nn.Sequential(pool(1), nn.Flatten())
 
 
-_register(Primitive("global_avgpool", NoArgs, _global_shape, _global(nn.AdaptiveAvgPool2d), doc="(C,H,W) -> (C,)"))
-_register(Primitive("global_maxpool", NoArgs, _global_shape, _global(nn.AdaptiveMaxPool2d), doc="(C,H,W) -> (C,)"))
+_register(Primitive("global_avgpool", NoArgs, _global_shape, _global(nn.AdaptiveAvgPool2d), doc="(C,H,W) -> (C,)", params=_none))
+_register(Primitive("global_maxpool", NoArgs, _global_shape, _global(nn.AdaptiveMaxPool2d), doc="(C,H,W) -> (C,)", params=_none))
 
 
 class PadSpec(Spec):
@@ -416,7 +444,7 @@ def _pad_shape(s: PadSpec, shape: Shape) -> Shape:
     return (c, h + t + b, w + l + r)
 
 
-_register(Primitive("pad", PadSpec, _pad_shape, lambda s, shape: nn.ZeroPad2d(_pad4(s)), primary="padding", doc="zero padding"))
+_register(Primitive("pad", PadSpec, _pad_shape, lambda s, shape: nn.ZeroPad2d(_pad4(s)), primary="padding", doc="zero padding", params=_none))
 
 
 class AffineSpec(Spec):
@@ -432,7 +460,7 @@ def _affine_shape(s: AffineSpec, shape: Shape) -> Shape:
 
 _register(Primitive(
     "affine", AffineSpec, _affine_shape, lambda s, shape: ChannelAffine(s.scale, s.shift),
-    doc="fixed per-channel x * scale + shift (e.g. torchvision's transform_input)",
+    doc="fixed per-channel x * scale + shift (e.g. torchvision's transform_input)", params=_none,
 ))
 
 
@@ -464,7 +492,11 @@ def _bn_shape(s: BatchNormSpec, shape: Shape) -> Shape:
     return shape
 
 
-_register(Primitive("batchnorm", BatchNormSpec, _bn_shape, _bn_make, doc="batch normalization"))
+def _bn_params(s: BatchNormSpec, shape: Shape) -> int:
+    return shape[0] * (int(s.scale) + int(s.center))
+
+
+_register(Primitive("batchnorm", BatchNormSpec, _bn_shape, _bn_make, doc="batch normalization", params=_bn_params))
 
 
 class LrnSpec(Spec):
@@ -477,4 +509,5 @@ class LrnSpec(Spec):
 _register(Primitive(
     "lrn", LrnSpec, lambda s, shape: (_need_image(shape, "lrn"), shape)[1],
     lambda s, shape: nn.LocalResponseNorm(s.size, s.alpha, s.beta, s.k), primary="size", doc="local response norm",
+    params=_none,
 ))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class Registry:
         self._index_key: tuple[Any, ...] | None = None
         self._files: dict[str, tuple[Path, ArchitectureFile, Any]] = {}
         self._blocks: dict[str, BlockTemplate] = {}
+        self._expanded: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # LRU of expanded trees
 
     # ------------------------------------------------------------ folders
 
@@ -130,6 +132,7 @@ class Registry:
             files[name] = (p, parsed.arch, parsed.raw)
         self._files, self._blocks, self._index_key = files, blocks, key
         self._specs.clear()
+        self._expanded.clear()
 
     # ------------------------------------------------------------ queries
 
@@ -161,6 +164,25 @@ class Registry:
         if spec.abstract and not allow_abstract:
             raise RegistryError(f"{name!r} is an abstract template ({spec.file}); build a model that extends it")
         return spec
+
+    def expand(self, spec: ArchitectureSpec, params: dict[str, Any], shape: tuple[int, ...]) -> Any:
+        """The expanded, shape-checked tree, cached per (model, parameters, input shape): building a
+        model again (workers, sweeps, tests) skips expansion. Cleared when any file changes."""
+        from ._builder import expand
+
+        key = (spec.name, spec.file, repr(sorted(params.items())), shape)
+        with self._lock:
+            self._refresh()
+            if key in self._expanded:
+                self._expanded.move_to_end(key)
+                return self._expanded[key]
+            blocks = dict(self._blocks)
+        tree = expand(spec, blocks, params, shape)
+        with self._lock:
+            self._expanded[key] = tree
+            while len(self._expanded) > 64:
+                self._expanded.popitem(last=False)
+        return tree
 
     def _resolve(self, name: str, chain: tuple[str, ...]) -> ArchitectureSpec:
         key = (name, ())

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import zoo
-from zoo._builder import expand
+from zoo._builder import check_size, expand
 from zoo._registry import REGISTRY
 
 from .shapes import test_input_shape as _input_shape
@@ -20,6 +20,15 @@ def test_parameter_count_matches_published(name: str) -> None:
     assert spec.published is not None
     model = zoo.build(name, device="meta", **spec.published.with_params)
     assert zoo.count_params(model, convention=spec.published.convention) == spec.published.params
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_size_rule_counts_what_is_built(name: str) -> None:
+    """The primitive table's parameter rules (used to refuse oversized models before allocating)
+    agree with the modules actually built."""
+    spec = zoo.get_spec(name)
+    expanded = expand(spec, REGISTRY.blocks(), {}, tuple(spec.input))
+    assert check_size(expanded) == zoo.count_params(zoo.build(name, device="meta"))
 
 
 @pytest.mark.parametrize("name", MODELS)
