@@ -1044,13 +1044,19 @@ def _check_space(run: _Run) -> None:
 
 @contextlib.contextmanager
 def _process_group(dist: Dist) -> Iterator[None]:
+    finished = False
     try:
         yield
+        finished = True
     finally:
         if dist.active:
             import torch.distributed as tdist
 
             if tdist.is_initialized():
+                if finished:
+                    # rank 0 still writes reports after the last collective; a rank that tears gloo
+                    # down before its peer is done makes the peer abort at exit (SIGABRT)
+                    tdist.barrier()
                 tdist.destroy_process_group()
 
 
