@@ -84,7 +84,7 @@ def _fsync_dir(folder: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
+    except OSError:  # some filesystems cannot fsync a directory; the rename has happened regardless
         pass
     finally:
         os.close(fd)

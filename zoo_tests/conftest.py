@@ -1,4 +1,4 @@
-"""Shared fixtures: a scratch architecture folder registered for one test."""
+"""Shared fixtures: a scratch architecture folder registered for one test; single-threaded torch."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from zoo._registry import REGISTRY
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny batches gain nothing from more threads, and on a busy machine OpenMP threads fighting
+    for cores make a step many times slower: training tests run single-threaded (so do their children)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -31,14 +31,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny batches gain nothing from more threads, and on a busy machine OpenMP threads fighting
-    for cores make a step many times slower: these tests run single-threaded (so do their children)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(out: Path | str, **overrides: Any) -> Recipe:
