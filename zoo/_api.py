@@ -70,6 +70,10 @@ def build(
     if pretrained is None or pretrained is False:
         expanded = REGISTRY.expand(spec, given, tuple(shape))
         model = build_network(expanded, device=device, limit=max_params)
+        if spec.init and not (device is not None and torch.device(device).type == "meta"):
+            from ._init import apply_init
+
+            apply_init(model, spec.init)
     else:
         from ._weights import load_pretrained, resolve_source
 

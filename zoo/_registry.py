@@ -244,11 +244,16 @@ class Registry:
             published=arch.published if arch.published is not None else (parent.published if parent and arch.abstract else None),
             reference=arch.reference,
             features=pick("features"),
+            init=raw["init"] if arch.init is not None else (parent.init if parent else None),
             weights={str(k): v for k, v in arch.weights.items()} if arch.weights else None,
             blocks={**(parent.blocks if parent else {}), **arch.blocks},
             layers=raw["layers"] if arch.layers is not None else (parent.layers if parent else []),
             abstract=arch.abstract,
         )
+        if spec.init is not None:
+            from ._init import check_init
+
+            check_init(spec.init)
         if not arch.abstract:
             for field in ("description", "source", "input"):
                 if not getattr(spec, field):

@@ -110,6 +110,9 @@ class ArchitectureFile(_Strict):
     published: Published | None = None
     reference: Reference | None = None
     features: list[str] | None = Field(None, description="module names whose outputs features_only returns")
+    init: dict[str, str] | None = Field(
+        None, description="weight init per layer kind (conv, dense): pytorch, kaiming_normal_fan_out, normal_0.01, ..."
+    )
     weights: dict[Literal["torchvision", "timm"], WeightsSource] | None = Field(
         None, description="per library: parameters its published weights need"
     )
@@ -140,6 +143,7 @@ class ArchitectureSpec:
     published: Published | None
     reference: Reference | None
     features: list[str] | None
+    init: dict[str, str] | None
     weights: dict[str, WeightsSource] | None
     blocks: dict[str, BlockTemplate]
     layers: list[Any]

@@ -188,3 +188,17 @@ layers:
         expect = torch.cat([torch.relu(y), y], 1)
         assert torch.equal(model(x.clone()), expect)
     assert not model.res.get_submodule("0").inplace
+
+
+def test_init_schemes_follow_the_reference(arch_dir: Writer) -> None:
+    """resnet/vgg files name torchvision's initialization, so from-scratch training starts alike."""
+    torch.manual_seed(0)
+    conv = zoo.build("resnet50").layer1[0].conv2.weight  # kaiming normal, fan_out = 64 * 3 * 3
+    assert abs(conv.std().item() / (2 / (64 * 9)) ** 0.5 - 1) < 0.05
+    vgg = zoo.build("vgg11")
+    assert abs(vgg.classifier[0].weight.std().item() / 0.01 - 1) < 0.05
+    assert not vgg.classifier[0].bias.any() and not vgg.features[0].bias.any()
+    arch_dir("a.yaml", f"name: a\n{HEAD}input: [4]\ninit: {{dense: kaiming_normall}}\nlayers: [dense: 2]\n")
+    with pytest.raises(zoo.UnknownNameError, match="did you mean 'kaiming_normal'") as info:
+        zoo.build("a")
+    assert info.value.line == 6
