@@ -94,6 +94,11 @@ class Registry:
         self._cache[path] = parsed
         return parsed
 
+    def parse_file(self, path: Path) -> _Parsed:
+        """One file parsed and validated against the file schema (cached like the registered ones)."""
+        with self._lock:
+            return self._parse(path.resolve())
+
     def _refresh(self) -> None:
         """Re-index when the set of files or any file changed."""
         paths: list[Path] = []
@@ -164,6 +169,19 @@ class Registry:
         if spec.abstract and not allow_abstract:
             raise RegistryError(f"{name!r} is an abstract template ({spec.file}); build a model that extends it")
         return spec
+
+    def with_file(self, path: Path) -> Registry:
+        """A separate registry over the same folders plus one file (``zoo validate`` of a file that
+        may lie elsewhere, or be an edited copy of a registered one), leaving this one untouched."""
+        path = path.resolve()
+        other = Registry()
+        other._extra_dirs = [d for d in self.dirs() if d != path.parent]  # its siblings may be broken
+        with other._lock:
+            other._refresh()
+            parsed = other._parse(path)
+            if parsed.arch is not None:
+                other._files[parsed.arch.name] = (path, parsed.arch, parsed.raw)
+        return other
 
     def expand(self, spec: ArchitectureSpec, params: dict[str, Any], shape: tuple[int, ...]) -> Any:
         """The expanded, shape-checked tree, cached per (model, parameters, input shape): building a

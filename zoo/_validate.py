@@ -53,8 +53,9 @@ def _validate_recipe(path: Path, raw: Any) -> list[ZooError]:
 
 
 def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
-    from ._registry import REGISTRY, Registry
-    parsed = Registry._parse(REGISTRY, path.resolve())  # pydantic pass: raises with all errors attached
+    from ._registry import REGISTRY
+
+    parsed = REGISTRY.parse_file(path)  # pydantic pass: raises with all errors attached
     blocks = {**REGISTRY.blocks()}
     if parsed.library is not None:
         blocks.update(parsed.library.blocks)
@@ -108,15 +109,10 @@ def _walk(nodes: Any, path: str, known: set[str], errors: list[ZooError]) -> Non
 
 
 def _build_once(path: Path, name: str) -> None:
-    """Full build of the file's architecture (in its own registry, so a stray file cannot clash)."""
+    """Full build of the file's architecture, resolved against the registered folders."""
     from ._builder import build_network, expand
-    from ._registry import REGISTRY, Registry
+    from ._registry import REGISTRY
 
-    registry = Registry()
-    registry._extra_dirs = [d for d in REGISTRY.dirs() if d != path.parent.resolve()]
-    registry._refresh()
-    if name in registry._files and registry._files[name][0] != path.resolve():
-        registry._files.pop(name)  # validating an edited copy of a registered file
-    registry._files[name] = (path.resolve(), Registry._parse(registry, path.resolve()).arch, load_yaml(path))  # type: ignore[assignment]
+    registry = REGISTRY.with_file(path)
     spec = registry.get_spec(name, allow_abstract=True)
     build_network(expand(spec, registry.blocks(), {}, tuple(spec.input)), device="meta")
