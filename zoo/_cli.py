@@ -54,7 +54,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ._validate import validate_file
+    from ._check_file import validate_file
 
     bad = 0
     for path in args.paths:

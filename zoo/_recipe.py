@@ -3,7 +3,7 @@
 A recipe is a YAML file that says what to train (a registry model), on what (a dataset and its
 transforms), and how (optimizer, schedule, loss, epochs, precision, fine-tuning). It is loaded
 with :func:`zoo._yaml.load_yaml`, so every value remembers where it was written, and validated
-with :func:`zoo._validation.validate`, so a misspelled key reads
+with :func:`zoo._pydantic_errors.validate`, so a misspelled key reads
 ``recipes/x.yaml:7:3: optimizer.lr_rate: unknown key 'lr_rate' did you mean 'lr'?``.
 
 Command-line overrides (``--set optimizer.lr=0.01``) are applied to the parsed data before
@@ -22,7 +22,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import RecipeError, ZooError, did_you_mean
-from ._validation import validate
+from ._pydantic_errors import validate
 from ._yaml import YMap, load_yaml, parse_yaml
 
 __all__ = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo._validate import validate_file
+from zoo._check_file import validate_file
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 FILES = sorted(CORPUS.glob("*.yaml"))

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zoo
-from zoo._validate import validate_file
+from zoo._check_file import validate_file
 
 SHIPPED = sorted(Path(zoo.get_spec("mnist_cnn_v1").file).parent.parent.rglob("*.yaml"))
 TEXTS = [p.read_text() for p in SHIPPED]

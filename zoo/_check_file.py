@@ -1,4 +1,4 @@
-"""``zoo validate``: every error of a file, not only the first.
+"""``zoo validate FILE``: every error of a file, not only the first (the command behind it).
 
 Three passes, each run only if the previous found nothing (a later pass would repeat the
 earlier errors in worse words): the file's structure (every pydantic error), a static walk over all
