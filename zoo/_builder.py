@@ -36,8 +36,8 @@ from ._errors import (
 from ._expr import interpolate, is_expression
 from ._layers import PRIMITIVES, Primitive, Shape
 from ._modules import Aux, Concat, Graph, Network, Residual
-from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._pydantic_errors import validate
+from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._yaml import YList, YMap, loc_of
 
 __all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "check_size", "expand", "leaf_params", "leaves", "max_params"]

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ExtendsError, Location, RegistryError, SchemaError, UnknownNameError, did_you_mean
-from ._schema import ArchitectureFile, ArchitectureSpec, BlockLibrary, BlockTemplate
 from ._pydantic_errors import validate
+from ._schema import ArchitectureFile, ArchitectureSpec, BlockLibrary, BlockTemplate
 from ._yaml import YMap, load_yaml, loc_of
 
 __all__ = ["REGISTRY", "Registry", "builtin_dir", "get_spec", "list_models", "register_dir"]
