@@ -1,0 +1,71 @@
+"""Activations: each is a primitive (``- relu``) and a value of a layer's ``act:``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from torch import nn
+
+from ._table import (
+    NoArgs,
+    Primitive,
+    Spec,
+    _none,
+    _register,
+    _same_shape,
+)
+
+# ---------------------------------------------------------------- activations
+
+class InplaceSpec(Spec):
+    # in place saves memory; the builder turns it off where the input is also used elsewhere
+    # (the first layer of a residual body, a concat branch or an aux head)
+    inplace: bool = True
+
+
+class LeakyReluSpec(InplaceSpec):
+    slope: float = 0.01
+
+
+class HardtanhSpec(Spec):
+    min: float = -1.0
+    max: float = 1.0
+
+
+class DimSpec(Spec):
+    dim: int = 1
+
+
+class GeluSpec(Spec):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+ACTIVATIONS: dict[str, tuple[type[Spec], Callable[[Any], nn.Module]]] = {
+    "relu": (InplaceSpec, lambda s: nn.ReLU(inplace=s.inplace)),
+    "leaky_relu": (LeakyReluSpec, lambda s: nn.LeakyReLU(s.slope, inplace=s.inplace)),
+    "tanh": (NoArgs, lambda s: nn.Tanh()),
+    "hardtanh": (HardtanhSpec, lambda s: nn.Hardtanh(s.min, s.max)),
+    "sigmoid": (NoArgs, lambda s: nn.Sigmoid()),
+    "softmax": (DimSpec, lambda s: nn.Softmax(dim=s.dim)),
+    "log_softmax": (DimSpec, lambda s: nn.LogSoftmax(dim=s.dim)),
+    "gelu": (GeluSpec, lambda s: nn.GELU(approximate=s.approximate)),
+    "silu": (InplaceSpec, lambda s: nn.SiLU(inplace=s.inplace)),
+    "identity": (NoArgs, lambda s: nn.Identity()),
+}
+ActName = Literal[
+    "relu", "leaky_relu", "tanh", "hardtanh", "sigmoid", "softmax", "log_softmax", "gelu", "silu", "identity"
+]
+
+
+def _activation(name: str | None) -> nn.Module | None:
+    if name is None:
+        return None
+    spec_cls, factory = ACTIVATIONS[name]
+    return factory(spec_cls())
+
+
+
+
+for _name, (_spec, _factory) in ACTIVATIONS.items():
+    _register(Primitive(_name, _spec, _same_shape, (lambda f: lambda s, shape: f(s))(_factory), doc="activation", params=_none))

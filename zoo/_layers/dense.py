@@ -1,0 +1,66 @@
+"""Dense layers and shape changes: dense, flatten, dropout."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from pydantic import Field
+from torch import nn
+
+from .._errors import ShapeError
+from .._modules import LinearAct
+from ._table import (
+    NoArgs,
+    Pos,
+    Primitive,
+    Shape,
+    Spec,
+    _fmt,
+    _none,
+    _register,
+    _same_shape,
+)
+from .activations import ActName, _activation
+
+# ---------------------------------------------------------------- dense and shape changes
+
+class DenseSpec(Spec):
+    units: Pos
+    bias: bool = True
+    act: ActName | None = None
+
+
+def _dense_shape(s: DenseSpec, shape: Shape) -> Shape:
+    if len(shape) != 1:
+        raise ShapeError(f"dense needs flat features (F,), got {_fmt(shape)}; add 'flatten' or a global pool before it")
+    return (s.units,)
+
+
+def _dense_make(s: DenseSpec, shape: Shape) -> nn.Module:
+    if s.act is None:
+        return nn.Linear(shape[0], s.units, bias=s.bias)
+    act = _activation(s.act)
+    assert act is not None  # act names are validated by the spec
+    return LinearAct(shape[0], s.units, bias=s.bias, act=act)
+
+
+def _dense_params(s: DenseSpec, shape: Shape) -> int:
+    return shape[0] * s.units + (s.units if s.bias else 0)
+
+
+_register(Primitive("dense", DenseSpec, _dense_shape, _dense_make, primary="units", doc="fully connected", params=_dense_params))
+
+
+def _flatten_shape(s: NoArgs, shape: Shape) -> Shape:
+    return (math.prod(shape),)
+
+
+_register(Primitive("flatten", NoArgs, _flatten_shape, lambda s, shape: nn.Flatten(), doc="(C,H,W) -> (C*H*W,)", params=_none))
+
+
+class DropoutSpec(Spec):
+    p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+
+_register(Primitive("dropout", DropoutSpec, _same_shape, lambda s, shape: nn.Dropout(s.p), primary="p", doc="dropout", params=_none))

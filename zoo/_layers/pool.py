@@ -1,0 +1,100 @@
+"""Pooling and padding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .._modules import PoolSame
+from ._table import (
+    NoArgs,
+    NonNeg,
+    Padding,
+    Primitive,
+    Shape,
+    Size2,
+    Spec,
+    _need_image,
+    _none,
+    _pair,
+    _register,
+)
+from .conv import _spatial
+
+# ---------------------------------------------------------------- pooling
+
+class PoolSpec(Spec):
+    kernel: Size2
+    stride: Size2 | None = None  # defaults to the kernel, as in Keras and PyTorch
+    padding: Padding = "valid"
+    ceil_mode: bool = False
+    count_include_pad: bool = True  # average pooling only (PyTorch default)
+
+
+def _pool_shape(name: str) -> Callable[[PoolSpec, Shape], Shape]:
+    def rule(s: PoolSpec, shape: Shape) -> Shape:
+        stride = s.stride if s.stride is not None else s.kernel
+        return (shape[0], *_spatial(name, shape, s.kernel, stride, s.padding, 1, s.ceil_mode))
+
+    return rule
+
+
+def _pool_make(kind: str) -> Callable[[PoolSpec, Shape], nn.Module]:
+    def make(s: PoolSpec, shape: Shape) -> nn.Module:
+        stride = s.stride if s.stride is not None else s.kernel
+        if s.padding == "same":
+            return PoolSame(kind, _pair(s.kernel), _pair(stride))
+        pad = 0 if s.padding == "valid" else s.padding
+        if kind == "max":
+            return nn.MaxPool2d(s.kernel, stride, pad, ceil_mode=s.ceil_mode)
+        return nn.AvgPool2d(s.kernel, stride, pad, ceil_mode=s.ceil_mode, count_include_pad=s.count_include_pad)
+
+    return make
+
+
+_register(Primitive("maxpool", PoolSpec, _pool_shape("maxpool"), _pool_make("max"), primary="kernel", doc="max pooling", params=_none))
+_register(Primitive("avgpool", PoolSpec, _pool_shape("avgpool"), _pool_make("avg"), primary="kernel", doc="average pooling", params=_none))
+
+
+class AdaptiveSpec(Spec):
+    output: Size2 = 1
+
+
+def _adaptive_shape(s: AdaptiveSpec, shape: Shape) -> Shape:
+    c = _need_image(shape, "adaptive pooling")[0]
+    return (c, *_pair(s.output))
+
+
+_register(Primitive("adaptive_avgpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveAvgPool2d(s.output), primary="output", params=_none))
+_register(Primitive("adaptive_maxpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveMaxPool2d(s.output), primary="output", params=_none))
+
+
+def _global_shape(s: NoArgs, shape: Shape) -> Shape:
+    return (_need_image(shape, "global pooling")[0],)
+
+
+def _global(pool: type[nn.Module]) -> Callable[[NoArgs, Shape], nn.Module]:
+    return lambda s, shape: nn.Sequential(pool(1), nn.Flatten())
+
+
+_register(Primitive("global_avgpool", NoArgs, _global_shape, _global(nn.AdaptiveAvgPool2d), doc="(C,H,W) -> (C,)", params=_none))
+_register(Primitive("global_maxpool", NoArgs, _global_shape, _global(nn.AdaptiveMaxPool2d), doc="(C,H,W) -> (C,)", params=_none))
+
+
+class PadSpec(Spec):
+    padding: NonNeg | tuple[NonNeg, NonNeg, NonNeg, NonNeg]  # all sides, or (left, right, top, bottom)
+
+
+def _pad4(s: PadSpec) -> tuple[int, int, int, int]:
+    return (s.padding,) * 4 if isinstance(s.padding, int) else s.padding
+
+
+def _pad_shape(s: PadSpec, shape: Shape) -> Shape:
+    c, h, w = _need_image(shape, "pad")
+    l, r, t, b = _pad4(s)
+    return (c, h + t + b, w + l + r)
+
+
+_register(Primitive("pad", PadSpec, _pad_shape, lambda s, shape: nn.ZeroPad2d(_pad4(s)), primary="padding", doc="zero padding", params=_none))
+
