@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo._data import Preprocess, batch_indices, load_data  # noqa: E402
-from zoo._recipe import load_recipe  # noqa: E402
-from zoo._trainer import _epoch_seed, train  # noqa: E402
+from zoo.train import load_recipe, train  # noqa: E402
+from zoo.train._datasets import load_data  # noqa: E402
+from zoo.train._distributed import epoch_seed  # noqa: E402
+from zoo.train._preprocess import Preprocess, batch_indices  # noqa: E402
 
 
 def _data_overrides(args: argparse.Namespace) -> list[str]:
@@ -75,7 +76,7 @@ def plain_throughput(args: argparse.Namespace) -> float:
     model.train()
     seen, seconds = 0, 0.0
     for epoch in range(1, args.epochs + 1):
-        order = batch_indices(len(labels), 64, generator=torch.Generator().manual_seed(_epoch_seed(0, epoch, 0)))
+        order = batch_indices(len(labels), 64, generator=torch.Generator().manual_seed(epoch_seed(0, epoch, 0)))
         start = time.perf_counter()
         for idx in order:
             x, y = images[idx], labels[idx]

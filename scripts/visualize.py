@@ -11,7 +11,7 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zoo._train_cli import visualize_main
+from zoo.train import visualize_main
 
 if __name__ == "__main__":
     sys.exit(visualize_main(prog="scripts/visualize.py"))

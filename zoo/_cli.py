@@ -70,7 +70,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _delegate(attr: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
-        from . import _train_cli
+        from .train import _cli as _train_cli
 
         func: Callable[[list[str]], int] = getattr(_train_cli, attr)
         return func(argv)

@@ -11,18 +11,13 @@ from typing import Any
 import pytest
 import torch
 
-from zoo._data import (
-    CIFAR10_FILES,
-    MNIST_FILES,
-    Preprocess,
-    augment_batch,
-    batch_indices,
-    load_data,
-    write_cifar10_files,
-    write_mnist_files,
-)
 from zoo._errors import RecipeError
-from zoo._recipe import AugmentSection, DataSection
+from zoo.train._augment import augment_batch
+from zoo.train._datasets import load_data
+from zoo.train._preprocess import Preprocess, batch_indices
+from zoo.train._recipe import AugmentSection, DataSection
+from zoo.train._torchvision_files import CIFAR10_FILES, MNIST_FILES
+from zoo_tests.synthetic import write_cifar10_files, write_mnist_files
 
 
 def _section(**kw: Any) -> DataSection:

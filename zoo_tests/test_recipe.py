@@ -9,8 +9,9 @@ import pytest
 
 import zoo
 from zoo._errors import RecipeError, ZooError
-from zoo._recipe import FinetuneSection, Recipe, dump_recipe, load_recipe, parse_override, recipe_from_data
 from zoo._yaml import parse_yaml
+from zoo.train._overrides import dump_recipe, load_recipe, parse_override, recipe_from_data
+from zoo.train._recipe import FinetuneSection, Recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SHIPPED = sorted(RECIPES.glob("*.yaml"))
@@ -190,7 +191,7 @@ FINETUNE = [p for p in SHIPPED if load_recipe(p).finetune != FinetuneSection()]
 @pytest.mark.parametrize("path", FINETUNE, ids=[p.stem for p in FINETUNE])
 def test_fine_tuning_patterns_match_the_shipped_models(path: Path) -> None:
     """Every freeze/group/unfreeze pattern of a shipped recipe names real modules (weights not needed)."""
-    from zoo._trainer import finetune_plan
+    from zoo.train._finetune import finetune_plan
 
     recipe = load_recipe(path)
     model = zoo.build(recipe.model.name, num_classes=10, device="meta", **recipe.model.params)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import zoo
-from zoo._data import write_mnist_files
-from zoo._recipe import recipe_from_data
-from zoo._reports import (
+from zoo.train import evaluate_main, train, visualize_main
+from zoo.train._overrides import recipe_from_data
+from zoo.train._reports import (
     classification_report_text,
     confusion_matrix,
     confusion_text,
@@ -22,8 +22,7 @@ from zoo._reports import (
     plot_kernels,
     plot_misclassified,
 )
-from zoo._train_cli import evaluate_main, visualize_main
-from zoo._trainer import train
+from zoo_tests.synthetic import write_mnist_files
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

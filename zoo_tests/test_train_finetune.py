@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import zoo
-from zoo._data import write_cifar10_files, write_mnist_files
-from zoo._recipe import load_recipe
-from zoo._trainer import train
+from zoo.train import load_recipe, train
+from zoo_tests.synthetic import write_cifar10_files, write_mnist_files
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

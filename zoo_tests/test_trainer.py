@@ -19,11 +19,11 @@ import pytest
 import torch
 
 import zoo
-from zoo._checkpoint import RunLock, load_checkpoint, save_checkpoint
 from zoo._errors import CheckpointError, RecipeError
-from zoo._recipe import Recipe, dump_recipe, recipe_from_data
-from zoo._train_cli import train_main
-from zoo._trainer import finetune_plan, make_optimizer, make_scheduler, set_trainable, train
+from zoo.train import Recipe, dump_recipe, recipe_from_data, train, train_main
+from zoo.train._checkpoint import RunLock, load_checkpoint, save_checkpoint
+from zoo.train._finetune import finetune_plan, set_trainable
+from zoo.train._optim import make_optimizer, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
@@ -315,7 +315,7 @@ def test_second_process_on_the_same_run_dir_is_refused(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from zoo._checkpoint import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "import sys, time; from zoo.train._checkpoint import RunLock; RunLock(sys.argv[1]).acquire(); "
             "print('locked', flush=True); time.sleep(60)",
             str(run_dir),
         ],
@@ -498,7 +498,7 @@ def test_model_that_cannot_take_the_images_is_a_recipe_error(tmp_path: Path) -> 
 
 
 def test_mnist_idx_and_cifar_pickles_end_to_end(tmp_path: Path) -> None:
-    from zoo._data import write_cifar10_files, write_mnist_files
+    from zoo_tests.synthetic import write_cifar10_files, write_mnist_files
 
     write_mnist_files(tmp_path / "data", train=60, test=20)
     write_cifar10_files(tmp_path / "data", train=50, test=20)
@@ -584,7 +584,7 @@ def test_a_run_directory_continues_with_more_epochs(tmp_path: Path, capsys: pyte
 
 
 def test_a_failing_write_keeps_the_previous_checkpoint(finished_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo import _checkpoint
+    from zoo.train import _checkpoint
 
     last = finished_run / "last.pt"
     before = last.read_bytes()

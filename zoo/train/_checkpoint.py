@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ._errors import CheckpointError, RecipeError
+from .._errors import CheckpointError, RecipeError
 
 __all__ = [
     "CHECKPOINT_FORMAT",

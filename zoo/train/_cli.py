@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._errors import ZooError
+from .._errors import ZooError
 
 __all__ = ["evaluate_main", "train_main", "visualize_main"]
 
@@ -62,7 +62,7 @@ def _train_parser(prog: str) -> argparse.ArgumentParser:
 def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") -> int:
     """``zoo train RECIPE [--set k=v ...] [--resume] [--overwrite]``."""
     args = _train_parser(prog).parse_args(argv)
-    from ._recipe import load_recipe
+    from ._overrides import load_recipe
     from ._trainer import train
 
     overrides = list(args.overrides)
@@ -111,8 +111,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _context(args: argparse.Namespace) -> tuple[object, Path]:
-    from ._recipe import load_recipe
-    from ._trainer import find_weights, load_for_evaluation
+    from ._evaluate import load_for_evaluation
+    from ._overrides import load_recipe
+    from ._rundir import find_weights
 
     source = Path(args.source)
     recipe = load_recipe(source, overrides=args.overrides)
@@ -121,7 +122,7 @@ def _context(args: argparse.Namespace) -> tuple[object, Path]:
     elif source.is_dir():
         weights = find_weights(source, args.checkpoint)
     else:
-        from ._errors import RecipeError
+        from .._errors import RecipeError
 
         raise RecipeError(f"{source} is a recipe file: give the weights to evaluate with --weights PATH")
     out = args.out or ((source / "eval") if source.is_dir() else Path("runs") / f"eval-{recipe.name}")
@@ -168,7 +169,7 @@ def visualize_main(argv: Sequence[str] | None = None, *, prog: str = "zoo visual
     what = [w.strip() for w in args.what.split(",") if w.strip()]
     unknown = [w for w in what if w not in PICTURE_CHOICES]
     if unknown:
-        from ._errors import RecipeError, did_you_mean
+        from .._errors import RecipeError, did_you_mean
 
         return _fail(
             RecipeError(
@@ -207,8 +208,8 @@ def _evaluate(
     history_dir: Path | None = None,
 ) -> dict[str, object]:
     from ._checkpoint import atomic_write_text, check_writable
+    from ._evaluate import EvalContext, evaluate_split
     from ._reports import write_reports
-    from ._trainer import EvalContext, evaluate_split
 
     assert isinstance(ctx, EvalContext)
     check_writable(out)

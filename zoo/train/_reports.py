@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from ._checkpoint import atomic_write_bytes, atomic_write_text
-from ._data import DataBundle, Preprocess, Split
+from ._preprocess import Preprocess
 from ._recipe import ReportsSection
+from ._split import DataBundle, Split
 
 __all__ = [
     "PICTURES",

@@ -1,0 +1,73 @@
+"""The training stack: YAML recipes in, run directories out (``zoo train|evaluate|visualize``).
+
+    from zoo.train import load_recipe, train
+    result = train(load_recipe("recipes/mnist_cnn_v1.yaml", overrides=["epochs=1"]))
+    result.metrics["test_accuracy"], result.run_dir
+
+Modules, by responsibility: ``_recipe`` (schema), ``_overrides`` (loading, ``--set``),
+``_datasets`` / ``_torchvision_files`` / ``_split`` (data), ``_preprocess`` and ``_augment``
+(batches), ``_trainer`` (``train``), ``_setup`` / ``_run`` / ``_epoch`` / ``_step`` / ``_layout``
+/ ``_tracking`` / ``_final`` (the loop), ``_finetune`` (frozen parameters, groups),
+``_optim`` (optimizers, schedules), ``_distributed`` (torchrun, devices, seeds),
+``_checkpoint`` and ``_rundir`` (files), ``_evaluate`` (evaluation), ``_reports`` (pictures),
+``_cli`` (the commands). Names load on first use, so importing this package is as cheap as
+``import zoo``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._cli import evaluate_main, train_main, visualize_main
+    from ._evaluate import EvalContext, load_for_evaluation
+    from ._final import TrainResult
+    from ._overrides import dump_recipe, load_recipe, recipe_from_data
+    from ._recipe import Recipe
+    from ._rundir import find_weights
+    from ._trainer import train
+
+__all__ = [
+    "EvalContext",
+    "Recipe",
+    "TrainResult",
+    "dump_recipe",
+    "evaluate_main",
+    "find_weights",
+    "load_for_evaluation",
+    "load_recipe",
+    "recipe_from_data",
+    "train",
+    "train_main",
+    "visualize_main",
+]
+
+# public name -> private module that defines it, imported on first access
+_LAZY = {
+    "EvalContext": "._evaluate",
+    "Recipe": "._recipe",
+    "TrainResult": "._final",
+    "dump_recipe": "._overrides",
+    "evaluate_main": "._cli",
+    "find_weights": "._rundir",
+    "load_for_evaluation": "._evaluate",
+    "load_recipe": "._overrides",
+    "recipe_from_data": "._overrides",
+    "train": "._trainer",
+    "train_main": "._cli",
+    "visualize_main": "._cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

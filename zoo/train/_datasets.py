@@ -1,0 +1,109 @@
+"""Datasets as in-memory tensors: which loader a recipe names, validation split, channel statistics.
+
+MNIST, Fashion-MNIST and CIFAR-10 are read by torchvision's own dataset classes from the real
+file formats (``_torchvision_files``); ``digits`` is scikit-learn's 8x8 handwritten digits
+upsampled to 28x28, so a first run needs no network. Every split is held as one ``(N, C, H, W)``
+tensor: a training step is one ``index_select`` plus a few batched tensor ops (``_preprocess``),
+with no per-sample Python work.
+
+torchvision and scikit-learn are imported inside the functions that use them so ``import zoo``
+stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .._errors import RecipeError
+from ._recipe import DataSection
+from ._split import DataBundle, Split, to_unit
+from ._torchvision_files import load_cifar10, load_fashion, load_mnist
+
+__all__ = ["load_data"]
+
+
+def load_data(section: DataSection) -> DataBundle:
+    """Load the dataset named by a recipe's data section, split off validation, apply limits."""
+    loader = _LOADERS[section.dataset]
+    train, test, classes = loader(section)
+    train = train.head(section.train_limit)
+    test = test.head(section.test_limit)
+    train, val = _split_validation(train, section)
+    if section.validate_on == "test":
+        val = test
+    elif section.validate_on == "none":
+        val = None
+    mean, std = _channel_stats(train.images)
+    return DataBundle(section.dataset, tuple(classes), train, val, test, mean, std)
+
+
+def _split_validation(train: Split, section: DataSection) -> tuple[Split, Split | None]:
+    """Hold out ``val_split`` of the training set with a permutation that only split_seed moves."""
+    if section.validate_on != "split" or section.val_split == 0:
+        return train, None
+    n_val = max(1, round(len(train) * section.val_split))
+    if n_val >= len(train):
+        raise RecipeError(f"data.val_split {section.val_split} leaves no training images out of {len(train)}")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(section.split_seed))
+    # Sorting keeps the original order inside each part, which makes runs easy to compare.
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return train.take(train_idx), train.take(val_idx)
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of [0, 1] images, computed in chunks to bound memory."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    count = 0
+    for chunk in torch.split(images, 4096):
+        x = to_unit(chunk).double()
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / max(count, 1)
+    std = (total_sq / max(count, 1) - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _load_digits(section: DataSection) -> tuple[Split, Split, list[str]]:
+    """scikit-learn's 1,797 8x8 digits, bilinearly upsampled to 28x28, a fixed 80/20 split."""
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    images = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False).clamp_(0, 1)
+    labels = torch.tensor(raw.target, dtype=torch.int64)
+    test_idx = _stratified_holdout(labels, fraction=0.2, seed=0)
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[test_idx] = False
+    train_idx = mask.nonzero().squeeze(1)
+    # Stored as uint8 like the real datasets, so every dataset takes the same path afterwards.
+    stored = (images * 255).round_().to(torch.uint8)
+    return (
+        Split(stored[train_idx], labels[train_idx]),
+        Split(stored[test_idx], labels[test_idx]),
+        [str(i) for i in range(10)],
+    )
+
+
+def _stratified_holdout(labels: torch.Tensor, *, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of a per-class ``fraction`` of the samples, fixed by ``seed``, in ascending order."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for cls in torch.unique(labels, sorted=True):
+        members = (labels == cls).nonzero().squeeze(1)
+        order = members[torch.randperm(len(members), generator=gen)]
+        picked.append(order[: round(len(members) * fraction)])
+    return torch.cat(picked).sort().values
+
+
+_LOADERS: dict[str, Callable[[DataSection], tuple[Split, Split, list[str]]]] = {
+    "digits": _load_digits,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion,
+    "cifar10": load_cifar10,
+}

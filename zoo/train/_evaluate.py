@@ -1,0 +1,157 @@
+"""Evaluation: loss/accuracy sums over batches, a split in eval mode, and a trained model loaded for evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._errors import CheckpointError
+from ._checkpoint import load_checkpoint
+from ._datasets import load_data
+from ._distributed import SINGLE_PROCESS, Dist, resolve_device
+from ._finetune import build_model
+from ._preprocess import Preprocess, batch_indices
+from ._recipe import Recipe
+from ._split import DataBundle, Split
+
+__all__ = ["EvalContext", "Totals", "autocast", "evaluate_split", "load_for_evaluation", "load_weights_file"]
+
+
+@dataclass
+class Totals:
+    """Sums over batches, kept as tensors on the device so no step waits for the GPU."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    count: torch.Tensor
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> Totals:
+        z = torch.zeros((), dtype=torch.float64, device=device)
+        return cls(z.clone(), z.clone(), z.clone())
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        n = labels.shape[0]
+        self.loss += loss.detach().double() * n
+        self.correct += (logits.detach().argmax(dim=1) == labels).sum()
+        self.count += n
+
+    def reduce(self, dist: Dist) -> Totals:
+        if dist.active:
+            import torch.distributed as tdist
+
+            stacked = torch.stack([self.loss, self.correct, self.count])
+            tdist.all_reduce(stacked)
+            return Totals(stacked[0], stacked[1], stacked[2])
+        return self
+
+    def means(self) -> tuple[float, float]:
+        count = max(float(self.count), 1.0)
+        return float(self.loss) / count, float(self.correct) / count
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"loss": self.loss.cpu(), "correct": self.correct.cpu(), "count": self.count.cpu()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], device: torch.device) -> Totals:
+        return cls(state["loss"].to(device), state["correct"].to(device), state["count"].to(device))
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "amp" and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: nn.Module,
+    split: Split,
+    pre: Preprocess,
+    *,
+    prepared: bool,
+    batch_size: int,
+    precision: str = "fp32",
+    dist: Dist = SINGLE_PROCESS,
+    keep_predictions: bool = False,
+) -> tuple[float, float, torch.Tensor | None]:
+    """(mean loss, accuracy, predictions or None) of ``model`` on ``split``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = pre.device
+    totals = Totals.zeros(device)
+    preds: list[torch.Tensor] = []
+    for idx in batch_indices(len(split), batch_size, generator=None, rank=dist.rank, world=dist.world):
+        idx = idx.to(split.images.device)
+        x = pre.batch(split.images.index_select(0, idx), prepared=prepared)
+        y = split.labels.index_select(0, idx).to(device)
+        with autocast(device, precision):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        totals.add(logits, y, loss)
+        if keep_predictions:
+            preds.append(logits.argmax(dim=1).cpu())
+    model.train(was_training)
+    loss_mean, acc = totals.reduce(dist).means()
+    return loss_mean, acc, (torch.cat(preds) if keep_predictions and preds else None)
+
+
+@dataclass
+class EvalContext:
+    """A trained model with its data, ready for evaluate/visualize."""
+
+    recipe: Recipe
+    data: DataBundle
+    pre: Preprocess
+    model: nn.Module
+    weights: Path
+
+
+def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a zoo checkpoint, a plain .pth state dict or a .safetensors file, loaded safely."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"cannot read {path}: {exc}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated zip, a pickle with code in it, ...
+        raise CheckpointError(
+            f"{path} cannot be loaded safely: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    if isinstance(obj, dict) and obj.get("format") is not None:
+        state = load_checkpoint(path)  # verifies the digest
+        return dict(state["model"])
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} is not a state dict (name -> tensor)")
+    return obj
+
+
+def load_for_evaluation(recipe: Recipe, *, weights: Path, device: str | None = None) -> EvalContext:
+    """Data, preprocessing and the model of ``recipe`` with ``weights`` loaded (no pretrained download)."""
+    finetune = recipe.finetune.model_copy(update={"pretrained": None})
+    recipe = recipe.model_copy(update={"finetune": finetune, "device": device or recipe.device})
+    dev = resolve_device(recipe.device)
+    data = load_data(recipe.data)
+    pre = Preprocess(recipe.data, data_channels=data.channels, mean=data.mean, std=data.std, device=dev)
+    model = build_model(recipe, data, channels=recipe.data.channels or data.channels)
+    state = load_weights_file(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"weights {weights} do not fit model {recipe.model.name!r}: {str(exc).splitlines()[0]}",
+            hint="evaluate with the recipe the weights were trained with",
+        ) from None
+    return EvalContext(recipe, data, pre, model.to(dev).eval(), weights)
