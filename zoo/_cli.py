@@ -1,4 +1,4 @@
-"""The ``zoo`` command: list, summary, schema, validate, train, evaluate, visualize."""
+"""The ``zoo`` command: list, summary, schema, validate, train, evaluate, visualize, predict."""
 
 from __future__ import annotations
 
@@ -78,7 +78,12 @@ def _delegate(attr: str) -> Callable[[list[str]], int]:
     return run
 
 
-_DELEGATED = {"train": _delegate("train_main"), "evaluate": _delegate("evaluate_main"), "visualize": _delegate("visualize_main")}
+_DELEGATED = {
+    "train": _delegate("train_main"),
+    "evaluate": _delegate("evaluate_main"),
+    "visualize": _delegate("visualize_main"),
+    "predict": _delegate("predict_main"),
+}
 
 
 def _add_summary_args(p: argparse.ArgumentParser) -> None:

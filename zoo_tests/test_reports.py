@@ -163,9 +163,9 @@ def test_visualize_command(run_dir: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_evaluate_errors_are_clear(tmp_path: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert evaluate_main([str(run_dir / "recipe.yaml")]) == 2
+    assert evaluate_main([str(run_dir / "recipe.yaml")]) == 1  # a user error (exit codes: zoo.train._cli)
     assert "--weights" in capsys.readouterr().err
     other = zoo.build("mnist_ann")
     torch.save(other.state_dict(), tmp_path / "other.pth")
-    assert evaluate_main([str(run_dir), "--weights", str(tmp_path / "other.pth"), "--out", str(tmp_path / "o")]) == 2
+    assert evaluate_main([str(run_dir), "--weights", str(tmp_path / "other.pth"), "--out", str(tmp_path / "o")]) == 3
     assert "do not fit" in capsys.readouterr().err

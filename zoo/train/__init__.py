@@ -10,6 +10,7 @@ Modules, by responsibility: ``_recipe`` (schema), ``_overrides`` (loading, ``--s
 / ``_tracking`` / ``_final`` (the loop), ``_finetune`` (frozen parameters, groups),
 ``_optim`` (optimizers, schedules), ``_distributed`` (torchrun, devices, seeds),
 ``_checkpoint`` and ``_rundir`` (files), ``_evaluate`` (evaluation), ``_reports`` (pictures),
+``_imagefolder`` (users' image folders), ``_predict`` (predictions from a run), ``_tensorboard``,
 ``_cli`` (the commands). Names load on first use, so importing this package is as cheap as
 ``import zoo``.
 """
@@ -20,7 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._cli import evaluate_main, train_main, visualize_main
+    from ._cli import evaluate_main, predict_main, train_main, visualize_main
     from ._evaluate import EvalContext, load_for_evaluation
     from ._final import TrainResult
     from ._overrides import dump_recipe, load_recipe, recipe_from_data
@@ -37,6 +38,7 @@ __all__ = [
     "find_weights",
     "load_for_evaluation",
     "load_recipe",
+    "predict_main",
     "recipe_from_data",
     "train",
     "train_main",
@@ -53,6 +55,7 @@ _LAZY = {
     "find_weights": "._rundir",
     "load_for_evaluation": "._evaluate",
     "load_recipe": "._overrides",
+    "predict_main": "._cli",
     "recipe_from_data": "._overrides",
     "train": "._trainer",
     "train_main": "._cli",

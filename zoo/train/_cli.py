@@ -1,7 +1,10 @@
-"""Command-line entry points: ``train``, ``evaluate`` and ``visualize``.
+"""Command-line entry points: ``train``, ``evaluate``, ``visualize`` and ``predict``.
 
-Each returns an exit status (0 success, 2 a user error, 130 interrupted) and prints, as its last
-line, where its results are. ``zoo train|evaluate|visualize`` and ``scripts/*.py`` call these.
+Each returns an exit status, one per kind of failure: 0 success; 1 a user error (a recipe, an
+architecture file, an option's value, the data); 2 a usage error (the command line itself);
+3 a checkpoint or weights file that cannot be used (corrupt, missing, for another model);
+130 interrupted. The last line printed says where the results are. ``zoo train|evaluate|
+visualize|predict`` and ``scripts/*.py`` call these.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._errors import ZooError
+from .._errors import CheckpointError, WeightsError, ZooError
 
-__all__ = ["evaluate_main", "train_main", "visualize_main"]
+__all__ = ["EXIT_FILES", "EXIT_INTERRUPTED", "EXIT_USAGE", "EXIT_USER", "evaluate_main", "predict_main", "train_main", "visualize_main"]
+
+EXIT_USER, EXIT_USAGE, EXIT_FILES, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 PICTURE_CHOICES = ("curves", "confusion", "misclassified", "feature_maps", "kernels")
 
@@ -27,7 +32,7 @@ def _out(text: str) -> None:
 def _fail(exc: ZooError) -> int:
     for err in exc.all_errors:
         print(f"error: {err}", file=sys.stderr)
-    return 2
+    return EXIT_FILES if isinstance(exc, (CheckpointError, WeightsError)) else EXIT_USER
 
 
 def _is_main_process() -> bool:
@@ -56,7 +61,31 @@ def _train_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in output_dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    flags = p.add_argument_group("recipe settings (the same as --set KEY=VALUE)")
+    for flag, key, kind in _TRAIN_FLAGS:
+        flags.add_argument(flag, type=kind, metavar=key.rpartition(".")[2].upper(), help=f"--set {key}=...")
     return p
+
+
+# flag -> recipe key it sets; applied after --set, so a flag wins
+_TRAIN_FLAGS: tuple[tuple[str, str, type], ...] = (
+    ("--epochs", "epochs", int),
+    ("--batch-size", "batch_size", int),
+    ("--lr", "optimizer.lr", float),
+    ("--device", "device", str),
+    ("--precision", "precision", str),
+    ("--seed", "seed", int),
+    ("--output", "output_dir", str),
+)
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag, key, _kind in _TRAIN_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            out.append(f"{key}={json.dumps(value)}")  # JSON is YAML: strings stay strings
+    return out
 
 
 def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") -> int:
@@ -65,7 +94,7 @@ def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") ->
     from ._overrides import load_recipe
     from ._trainer import train
 
-    overrides = list(args.overrides)
+    overrides = [*args.overrides, *_flag_overrides(args)]
     resume = args.resume
     source = Path(args.recipe)
     if source.is_dir():  # a run directory: its resolved recipe, its own folder, and resuming
@@ -78,7 +107,7 @@ def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") ->
         return _fail(exc)
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if not _is_main_process():
         return 0
     m = result.metrics
@@ -171,12 +200,13 @@ def visualize_main(argv: Sequence[str] | None = None, *, prog: str = "zoo visual
     if unknown:
         from .._errors import RecipeError, did_you_mean
 
-        return _fail(
+        _fail(
             RecipeError(
                 f"--what: unknown picture {unknown[0]!r}",
                 hint=did_you_mean(unknown[0], PICTURE_CHOICES) or f"choose from {PICTURE_CHOICES}",
             )
         )
+        return EXIT_USAGE
     try:
         ctx, out = _context(args)
         result = _evaluate(
@@ -195,6 +225,38 @@ def visualize_main(argv: Sequence[str] | None = None, *, prog: str = "zoo visual
         if path.endswith(".png"):
             _out(f"{name}: {path}")
     _out(f"pictures in {out}")
+    return 0
+
+
+def predict_main(argv: Sequence[str] | None = None, *, prog: str = "zoo predict") -> int:
+    """``zoo predict RUN_DIR_OR_WEIGHTS IMAGE... [--top-k K]``: classes with probabilities per image."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Classify image files with a trained run (its class names and preprocessing).",
+        epilog="example: %(prog)s runs/flowers photo1.jpg photo2.png --top-k 3",
+    )
+    p.add_argument("source", help="a run directory, or its weights.safetensors")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--top-k", type=int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--device", default="auto", help="device (default: auto)")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of lines")
+    args = p.parse_args(argv)
+    if args.top_k < 1:
+        print("error: --top-k must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    from ._predict import load_predictor
+
+    try:
+        predictor = load_predictor(Path(args.source), device=args.device)
+        results = predictor(args.images, top_k=args.top_k)
+    except ZooError as exc:
+        return _fail(exc)
+    if args.json:
+        rows = [{"image": i, "top": [{"class": c, "probability": v} for c, v in r]} for i, r in zip(args.images, results, strict=True)]
+        _out(json.dumps(rows, indent=2))
+        return 0
+    for image, top in zip(args.images, results, strict=True):
+        _out(f"{image}: " + ", ".join(f"{name} {prob:.2%}" for name, prob in top))
     return 0
 
 

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import RecipeError
+from ._imagefolder import load_imagefolder
 from ._recipe import DataSection
-from ._split import DataBundle, Split, to_unit
+from ._split import DataBundle, ImageSplit, Split, stratified_holdout, to_unit
 from ._torchvision_files import load_cifar10, load_fashion, load_mnist
 
 __all__ = ["load_data"]
@@ -27,20 +28,22 @@ __all__ = ["load_data"]
 
 def load_data(section: DataSection) -> DataBundle:
     """Load the dataset named by a recipe's data section, split off validation, apply limits."""
-    loader = _LOADERS[section.dataset]
-    train, test, classes = loader(section)
+    train, given_val, test, classes = _LOADERS[section.dataset](section)
     train = train.head(section.train_limit)
     test = test.head(section.test_limit)
-    train, val = _split_validation(train, section)
+    if given_val is not None and section.validate_on == "split":
+        val: ImageSplit | None = given_val  # the folder's own val/ split
+    else:
+        train, val = _split_validation(train, section)
     if section.validate_on == "test":
         val = test
     elif section.validate_on == "none":
         val = None
-    mean, std = _channel_stats(train.images)
+    mean, std = _channel_stats(train.stat_images())
     return DataBundle(section.dataset, tuple(classes), train, val, test, mean, std)
 
 
-def _split_validation(train: Split, section: DataSection) -> tuple[Split, Split | None]:
+def _split_validation(train: ImageSplit, section: DataSection) -> tuple[ImageSplit, ImageSplit | None]:
     """Hold out ``val_split`` of the training set with a permutation that only split_seed moves."""
     if section.validate_on != "split" or section.val_split == 0:
         return train, None
@@ -77,7 +80,7 @@ def _load_digits(section: DataSection) -> tuple[Split, Split, list[str]]:
     images = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False).clamp_(0, 1)
     labels = torch.tensor(raw.target, dtype=torch.int64)
-    test_idx = _stratified_holdout(labels, fraction=0.2, seed=0)
+    test_idx = stratified_holdout(labels, fraction=0.2, seed=0)
     mask = torch.ones(len(labels), dtype=torch.bool)
     mask[test_idx] = False
     train_idx = mask.nonzero().squeeze(1)
@@ -90,20 +93,23 @@ def _load_digits(section: DataSection) -> tuple[Split, Split, list[str]]:
     )
 
 
-def _stratified_holdout(labels: torch.Tensor, *, fraction: float, seed: int) -> torch.Tensor:
-    """Indices of a per-class ``fraction`` of the samples, fixed by ``seed``, in ascending order."""
-    gen = torch.Generator().manual_seed(seed)
-    picked = []
-    for cls in torch.unique(labels, sorted=True):
-        members = (labels == cls).nonzero().squeeze(1)
-        order = members[torch.randperm(len(members), generator=gen)]
-        picked.append(order[: round(len(members) * fraction)])
-    return torch.cat(picked).sort().values
+Loaded = tuple[ImageSplit, ImageSplit | None, ImageSplit, list[str]]  # train, given val, test, classes
 
 
-_LOADERS: dict[str, Callable[[DataSection], tuple[Split, Split, list[str]]]] = {
-    "digits": _load_digits,
-    "mnist": load_mnist,
-    "fashion_mnist": load_fashion,
-    "cifar10": load_cifar10,
+def _in_memory(load: Callable[[DataSection], tuple[Split, Split, list[str]]]) -> Callable[[DataSection], Loaded]:
+    def loader(section: DataSection) -> Loaded:
+        train, test, classes = load(section)
+        return train, None, test, classes
+
+    return loader
+
+
+# dataset name -> loader; the in-memory datasets are small enough to hold as tensors, an image
+# folder is read by DataLoader workers (the trainer takes whichever split the loader returns)
+_LOADERS: dict[str, Callable[[DataSection], Loaded]] = {
+    "digits": _in_memory(_load_digits),
+    "mnist": _in_memory(load_mnist),
+    "fashion_mnist": _in_memory(load_fashion),
+    "cifar10": _in_memory(load_cifar10),
+    "imagefolder": load_imagefolder,
 }

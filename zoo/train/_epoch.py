@@ -70,15 +70,15 @@ class EpochTrainer:
             freeze_bn_stats(parts.model, frozen)
         bar = self._bar(epoch, len(batches), c.step_in_epoch)
         tick = time.perf_counter()
-        images, labels = parts.train_split.images, parts.train_split.labels
+        split = parts.train_split
+        todo = batches[c.step_in_epoch :]
+        seed = epoch_seed(recipe.seed, epoch, 2)  # decoded images: one augmentation seed per image
         try:
-            for step in range(c.step_in_epoch, len(batches)):
-                idx = batches[step].to(images.device)
-                x = parts.pre.batch(images.index_select(0, idx), prepared=parts.train_prepared, generator=aug)
-                y = labels.index_select(0, idx).to(self.device, non_blocking=True)
+            stream = split.batches(todo, parts.pre, prepared=parts.train_prepared, generator=aug, sample_seed=seed)
+            for step, (x, y) in enumerate(stream, start=c.step_in_epoch):
                 logits, loss = self.stepper(x, y)
                 totals.add(logits, y, loss)
-                c.images_seen += int(idx.shape[0])
+                c.images_seen += int(y.shape[0])
                 c.global_step += 1
                 c.step_in_epoch = step + 1
                 if bar is not None:

@@ -20,10 +20,11 @@ from ._finetune import build_model
 from ._preprocess import Preprocess, batch_indices, stage
 from ._recipe import Recipe, ReportsSection
 from ._reports import PICTURES, write_reports
-from ._split import DataBundle, Split
+from ._split import DataBundle, ImageSplit
 
 __all__ = [
     "EvalContext",
+    "Scores",
     "TestResult",
     "Totals",
     "autocast",
@@ -82,10 +83,20 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+@dataclass
+class Scores:
+    """A split's mean loss, top-1 accuracy, top-5 accuracy (more than 5 classes only) and predictions."""
+
+    loss: float
+    accuracy: float
+    top5: float | None
+    predictions: torch.Tensor | None  # (N,) on the CPU, when asked for
+
+
 @torch.no_grad()
 def evaluate_split(
     model: nn.Module,
-    split: Split,
+    split: ImageSplit,
     pre: Preprocess,
     *,
     prepared: bool,
@@ -93,26 +104,39 @@ def evaluate_split(
     precision: str = "fp32",
     dist: Dist = SINGLE_PROCESS,
     keep_predictions: bool = False,
-) -> tuple[float, float, torch.Tensor | None]:
-    """(mean loss, accuracy, predictions or None) of ``model`` on ``split``, in eval mode."""
+) -> Scores:
+    """Loss, accuracy (and predictions) of ``model`` on ``split``, in eval mode."""
     was_training = model.training
     model.eval()
     device = pre.device
     totals = Totals.zeros(device)
+    top5 = torch.zeros((), dtype=torch.float64, device=device)
     preds: list[torch.Tensor] = []
-    for idx in batch_indices(len(split), batch_size, generator=None, rank=dist.rank, world=dist.world):
-        idx = idx.to(split.images.device)
-        x = pre.batch(split.images.index_select(0, idx), prepared=prepared)
-        y = split.labels.index_select(0, idx).to(device)
+    num_classes = 0
+    index_batches = batch_indices(len(split), batch_size, generator=None, rank=dist.rank, world=dist.world)
+    for x, y in split.batches(index_batches, pre, prepared=prepared):
         with autocast(device, precision):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         totals.add(logits, y, loss)
+        num_classes = logits.shape[1]
+        if num_classes > 5:
+            top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(dim=1).sum()
         if keep_predictions:
             preds.append(logits.argmax(dim=1).cpu())
     model.train(was_training)
-    loss_mean, acc = totals.reduce(dist).means()
-    return loss_mean, acc, (torch.cat(preds) if keep_predictions and preds else None)
+    totals = totals.reduce(dist)
+    if dist.active:
+        import torch.distributed as tdist
+
+        tdist.all_reduce(top5)
+    loss_mean, acc = totals.means()
+    return Scores(
+        loss_mean,
+        acc,
+        float(top5) / max(float(totals.count), 1.0) if num_classes > 5 else None,
+        torch.cat(preds) if keep_predictions and preds else None,
+    )
 
 
 @dataclass
@@ -121,7 +145,8 @@ class TestResult:
 
     loss: float
     accuracy: float
-    split: Split  # the test split as evaluated (normalized on the device when it fits)
+    top5: float | None  # more than 5 classes only
+    split: ImageSplit  # the test split as evaluated (normalized on the device when it fits)
     predictions: torch.Tensor  # (N,) predicted class per test image, on the CPU
     files: dict[str, str]
 
@@ -140,10 +165,10 @@ def test_and_report(
 ) -> TestResult:
     """Evaluate on the test split; with ``reports_to``, write the reports and pictures there."""
     split, prepared = stage(pre, data.test)
-    loss, acc, preds = evaluate_split(
+    scores = evaluate_split(
         model, split, pre, prepared=prepared, batch_size=batch_size, precision=precision, keep_predictions=True
     )
-    predictions = preds if preds is not None else torch.zeros(0, dtype=torch.int64)
+    predictions = scores.predictions if scores.predictions is not None else torch.zeros(0, dtype=torch.int64)
     files: dict[str, str] = {}
     if reports_to is not None and len(predictions):
         files = write_reports(
@@ -158,7 +183,7 @@ def test_and_report(
             section=section,
             what=what,
         )
-    return TestResult(loss, acc, split, predictions, files)
+    return TestResult(scores.loss, scores.accuracy, scores.top5, split, predictions, files)
 
 
 @dataclass

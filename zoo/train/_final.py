@@ -12,6 +12,7 @@ import torch
 
 from ._checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
 from ._evaluate import test_and_report
+from ._predict import METADATA_KEY, run_info
 from ._run import Run
 
 __all__ = ["TrainResult", "finish"]
@@ -42,11 +43,11 @@ def finish(run: Run) -> TrainResult:
         section=recipe.reports,
     )
     metrics = _metrics(run, test.loss, test.accuracy)
+    if test.top5 is not None:
+        metrics["test_top5_accuracy"] = test.top5
     if test.files:
         metrics["reports"] = test.files
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in parts.model.state_dict().items()}, buffer)
-    atomic_write_bytes(run.run_dir / "weights.pth", buffer.getvalue())
+    _write_weights(run)
     atomic_write_text(run.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return TrainResult(run.run_dir, metrics, test.files)
 
@@ -76,3 +77,17 @@ def _metrics(run: Run, test_loss: float, test_acc: float) -> dict[str, Any]:
         "trainable_parameters": parts.trainable,
         "history": c.history,
     }
+
+
+def _write_weights(run: Run) -> None:
+    """weights.pth (a plain state dict) and weights.safetensors (with the run information as metadata)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in run.parts.model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(run.run_dir / "weights.pth", buffer.getvalue())
+    info = json.dumps(run_info(run.recipe, run.parts.data))
+    # safetensors refuses tensors that share memory; clones make each one its own
+    tensors = {k: v.clone() for k, v in state.items()}
+    atomic_write_bytes(run.run_dir / "weights.safetensors", save(tensors, metadata={METADATA_KEY: info}))

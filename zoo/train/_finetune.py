@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -16,30 +17,47 @@ from .._errors import RecipeError, ZooError, did_you_mean
 from ._recipe import FinetuneSection, Recipe
 from ._split import DataBundle
 
-__all__ = ["FinetunePlan", "build_model", "finetune_plan", "freeze_bn_stats", "reset_parameters", "set_trainable"]
+__all__ = [
+    "FinetunePlan",
+    "build_model",
+    "finetune_plan",
+    "freeze_bn_stats",
+    "model_arguments",
+    "reset_parameters",
+    "set_trainable",
+]
 
 
 def build_model(recipe: Recipe, bundle: DataBundle, *, channels: int) -> nn.Module:
     """Build the recipe's registry model for the data's classes and channels."""
     import zoo
 
-    spec = zoo.get_spec(recipe.model.name)
-    params = dict(recipe.model.params)
-    num_classes = params.pop("num_classes", None) or recipe.model.num_classes or bundle.num_classes
-    in_channels = recipe.model.in_channels or channels
-    declared = list(spec.input)[0] if len(spec.input) == 3 else None
     pretrained = recipe.finetune.pretrained
     try:
         return zoo.build(
-            recipe.model.name,
-            num_classes=num_classes,
-            in_channels=in_channels if in_channels != declared else None,
+            **model_arguments(recipe, bundle.num_classes, channels=channels),
             pretrained=pretrained if pretrained not in (None, False) else None,
-            **params,
         )
     except ZooError as exc:
         exc.add_context(f"while building model {recipe.model.name!r} for recipe {recipe.name!r}")
         raise
+
+
+def model_arguments(recipe: Recipe, num_classes: int, *, channels: int) -> dict[str, Any]:
+    """``zoo.build`` keyword arguments (no weights) of the recipe's model for this data (saved with a run)."""
+    import zoo
+
+    spec = zoo.get_spec(recipe.model.name)
+    params = dict(recipe.model.params)
+    classes = params.pop("num_classes", None) or recipe.model.num_classes or num_classes
+    in_channels = recipe.model.in_channels or channels
+    declared = list(spec.input)[0] if len(spec.input) == 3 else None
+    return {
+        "name": recipe.model.name,
+        "num_classes": classes,
+        "in_channels": in_channels if in_channels != declared else None,
+        **params,
+    }
 
 
 def _matches(name: str, pattern: str) -> bool:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ._augment import augment_batch
 from ._recipe import DataSection
-from ._split import Split, to_unit
+from ._split import ImageSplit, Split, to_unit
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "batch_indices", "stage"]
 
@@ -121,8 +121,8 @@ class Preprocess:
         return (x * self.std.to(x.device) + self.mean.to(x.device)).clamp(0, 1)
 
 
-def stage(pre: Preprocess, split: Split) -> tuple[Split, bool]:
-    """(split, prepared): normalized on the device once when it fits, else kept raw for per-batch work."""
-    if pre.fits_in_memory(split):
+def stage(pre: Preprocess, split: ImageSplit) -> tuple[ImageSplit, bool]:
+    """(split, prepared): an in-memory split normalized on the device once when it fits, else as it is."""
+    if isinstance(split, Split) and pre.fits_in_memory(split):
         return pre.prepare(split), True
     return split, False

@@ -30,7 +30,7 @@ __all__ = [
     "UnfreezeStep",
 ]
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder")
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -56,7 +56,9 @@ class ModelSection(_Section):
 
 
 class AugmentSection(_Section):
-    """Random transforms applied to whole training batches on the device (one affine per image)."""
+    """Random transforms of training images: for in-memory datasets one affine per image applied to
+    whole batches on the device; for imagefolder the same settings as torchvision ``transforms.v2``
+    in the loader's workers."""
 
     rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # degrees, uniform in [-r, r]
     translate: Annotated[float, Field(ge=0, lt=1)] = 0.0  # fraction of width/height
@@ -72,12 +74,16 @@ class AugmentSection(_Section):
 class DataSection(_Section):
     """Dataset, splits and the per-batch transforms."""
 
-    dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10"]
-    root: str = "data"  # folder holding MNIST/, FashionMNIST/ or cifar-10-batches-py/
+    dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "imagefolder"]
+    # MNIST/, FashionMNIST/ or cifar-10-batches-py/ are looked for here; for imagefolder the folder
+    # itself: one sub-folder per class, or train/ (val/, test/) each holding one sub-folder per class
+    root: str = "data"
     download: bool = True  # try to download when the files are absent
     val_split: Fraction = 0.1  # fraction of the training set held out for validation
     validate_on: Literal["split", "test", "none"] = "split"  # "test": the lecture's choice
     split_seed: NonNegInt = 0  # the held-out split does not move when the training seed does
+    test_split: Fraction = 0.2  # imagefolder without a test/ folder: fraction of each class held out for testing
+    workers: NonNegInt = 2  # imagefolder: DataLoader worker processes decoding and augmenting images
     train_limit: PosInt | None = None  # use only the first N training images (quick runs)
     test_limit: PosInt | None = None
     channels: Literal[1, 3] | None = None  # convert gray<->RGB; default: keep the data's
@@ -201,6 +207,7 @@ class Recipe(_Section):
     reports: ReportsSection = Field(default_factory=ReportsSection)
     output_dir: str | None = None  # the run directory; default runs/<name>[-N]
     progress: bool = True  # progress bar per epoch
+    tensorboard: bool | None = None  # event files beside history.csv; default: when tensorboard is installed
 
     @pydantic.field_validator("device")
     @classmethod

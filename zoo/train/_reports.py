@@ -25,7 +25,7 @@ from torch import nn
 from ._checkpoint import atomic_write_bytes, atomic_write_text
 from ._preprocess import Preprocess
 from ._recipe import ReportsSection
-from ._split import DataBundle, Split
+from ._split import DataBundle, ImageSplit
 
 __all__ = [
     "PICTURES",
@@ -270,7 +270,7 @@ def write_reports(
     *,
     model: nn.Module,
     data: DataBundle,
-    test: Split,
+    test: ImageSplit,
     test_prepared: bool,
     pre: Preprocess,
     predictions: torch.Tensor,
@@ -330,7 +330,7 @@ def write_reports(
     if "feature_maps" in what and convs:
         index = min(section.image_index, len(test) - 1)
         idx = torch.tensor([index])
-        x = pre.batch(test.images.index_select(0, idx.to(test.images.device)), prepared=test_prepared)
+        x = pre.batch(test.images_at(idx), prepared=test_prepared)
         maps = feature_maps(model, x, max_layers=section.max_feature_layers)
         title = f"Feature maps of test image #{index} (label {classes[int(labels[index])]}, predicted {classes[int(preds[index])]})"
         written["feature_maps"] = str(
@@ -350,10 +350,10 @@ def write_reports(
     return written
 
 
-def _display_images(split: Split, index: torch.Tensor, pre: Preprocess, *, prepared: bool) -> torch.Tensor:
+def _display_images(split: ImageSplit, index: torch.Tensor, pre: Preprocess, *, prepared: bool) -> torch.Tensor:
     if len(index) == 0:
         return torch.zeros(0)
-    x = split.images.index_select(0, index.to(split.images.device))
+    x = split.images_at(index)
     if prepared:
         return pre.display(x).cpu()
     return pre.display(pre.batch(x, prepared=False)).cpu()

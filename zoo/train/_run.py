@@ -23,6 +23,7 @@ from ._resume import capture, restore
 from ._rundir import write_history
 from ._setup import assemble
 from ._step import Stepper
+from ._tensorboard import EventLog
 from ._tracking import BestTracker, EarlyStopping
 
 __all__ = ["Run"]
@@ -44,6 +45,7 @@ class Run:
         self.counters = Counters()
         self.best = BestTracker(recipe.checkpoint.monitor)
         self.stopping = EarlyStopping(recipe.early_stopping)
+        self.events = EventLog(run_dir, wanted=recipe.tensorboard if dist.main else False)
 
     def _precision(self) -> str:
         wanted = self.recipe.precision
@@ -98,6 +100,8 @@ class Run:
             train_loss, train_acc = self.epochs.run(epoch, frozen, interrupt_after=interrupt_after)
             row = self._end_epoch(epoch, train_loss, train_acc, time.perf_counter() - started)
             self.log(_epoch_line(row, self.recipe.epochs))
+            if self.stopping.should_stop and epoch < self.recipe.epochs:
+                self.log(self.stopping.message(epoch, best_epoch=self.best.epoch))
 
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float, seconds: float) -> dict[str, Any]:
         parts, c = self.parts, self.counters
@@ -111,7 +115,7 @@ class Run:
             "seconds": round(seconds, 3),
         }
         if parts.val_split is not None:
-            row["val_loss"], row["val_accuracy"], _ = evaluate_split(
+            scores = evaluate_split(
                 parts.model,
                 parts.val_split,
                 parts.pre,
@@ -120,6 +124,9 @@ class Run:
                 precision=self.precision,
                 dist=self.dist,
             )
+            row["val_loss"], row["val_accuracy"] = scores.loss, scores.accuracy
+            if scores.top5 is not None:
+                row["val_top5_accuracy"] = scores.top5
         c.history.append(row)
         c.epoch = epoch
         self.stepper.end_epoch(row)
@@ -130,6 +137,7 @@ class Run:
             save_checkpoint(self.run_dir / "best.pt", {"model": self.state()["model"], "epoch": epoch})
         if self.dist.main:
             write_history(self.run_dir, c.history)
+            self.events.write(row)
         return row
 
 
@@ -137,4 +145,6 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     text = f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%}"
     if row["val_loss"] is not None:
         text += f" | val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.2%}"
+    if row.get("val_top5_accuracy") is not None:
+        text += f" top5 {row['val_top5_accuracy']:.2%}"
     return text + f" | lr {row['lr']:.3g} | {row['seconds']:.1f}s"

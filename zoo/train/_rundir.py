@@ -14,7 +14,16 @@ from ._recipe import Recipe
 
 __all__ = ["RUN_FILES", "find_weights", "resolve_run_dir", "write_history"]
 
-RUN_FILES = ("last.pt", "best.pt", "metrics.json", "history.json", "history.csv", "weights.pth")
+RUN_FILES = (
+    "last.pt",
+    "best.pt",
+    "metrics.json",
+    "history.json",
+    "history.csv",
+    "weights.pth",
+    "weights.safetensors",
+    "run_info.json",
+)
 
 
 def _holds_run(folder: Path) -> bool:
@@ -79,6 +88,8 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "history.json", json.dumps(history, indent=2) + "\n")
     out = io.StringIO()
     columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+    if any(row.get("val_top5_accuracy") is not None for row in history):
+        columns.insert(5, "val_top5_accuracy")
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in history:

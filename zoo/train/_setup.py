@@ -22,7 +22,7 @@ from ._layout import choose_layout
 from ._optim import make_optimizer, make_scheduler
 from ._preprocess import Preprocess, batch_indices, stage
 from ._recipe import Recipe
-from ._split import DataBundle, Split
+from ._split import DataBundle, ImageSplit
 
 __all__ = ["Parts", "assemble", "epoch_batches"]
 
@@ -33,9 +33,9 @@ class Parts:
 
     data: DataBundle
     pre: Preprocess
-    train_split: Split
+    train_split: ImageSplit
     train_prepared: bool
-    val_split: Split | None
+    val_split: ImageSplit | None
     val_prepared: bool
     model: nn.Module
     channels_last: bool
@@ -81,11 +81,12 @@ def assemble(
     train_split, train_prepared = stage(pre, data.train)
     val_split, val_prepared = stage(pre, data.val) if data.val is not None else (None, False)
     model = build_model(recipe, data, channels=recipe.data.channels or data.channels).to(device)
-    _dry_run(recipe, model, pre.batch(train_split.images[:2], prepared=train_prepared), data.num_classes)
+    _dry_run(recipe, model, pre.batch(train_split.images_at(torch.arange(2)), prepared=train_prepared), data.num_classes)
 
     def probe() -> tuple[torch.Tensor, torch.Tensor]:
         n = min(recipe.batch_size, len(train_split))
-        return pre.batch(train_split.images[:n], prepared=train_prepared), train_split.labels[:n].to(device)
+        x = pre.batch(train_split.images_at(torch.arange(n)), prepared=train_prepared)
+        return x, train_split.labels[:n].to(device)
 
     if layout is None:
         layout = choose_layout(

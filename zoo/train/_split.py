@@ -1,29 +1,105 @@
-"""A dataset held in memory: ``Split`` (images and labels) and ``DataBundle`` (the splits of one dataset)."""
+"""The splits of a dataset: ``Split`` (images held in memory) and the ``ImageSplit`` interface the
+trainer uses, which the image-folder split (``_imagefolder.FolderSplit``, decoded by DataLoader
+workers) implements too; ``DataBundle`` holds the splits of one dataset."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-__all__ = ["DataBundle", "Split", "to_unit"]
+if TYPE_CHECKING:
+    from ._preprocess import Preprocess
+
+__all__ = ["Batches", "DataBundle", "ImageSplit", "Split", "stratified_holdout", "to_unit"]
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # (model input, labels on the device)
+
+
+class ImageSplit(Protocol):
+    """What the trainer needs of a split, wherever its images live."""
+
+    @property
+    def labels(self) -> torch.Tensor: ...  # (N,) int64
+
+    @property
+    def in_memory(self) -> bool: ...
+
+    @property
+    def channels(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def take(self, index: torch.Tensor) -> ImageSplit: ...
+
+    def head(self, n: int | None) -> ImageSplit: ...
+
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        """Stored images (uint8, or normalized floats for a prepared split), ``(len(index), C, H, W)``."""
+        ...
+
+    def stat_images(self) -> torch.Tensor:
+        """Images to compute the channel statistics from (all, or a sample)."""
+        ...
+
+    def batches(
+        self,
+        index_batches: Sequence[torch.Tensor],
+        pre: Preprocess,
+        *,
+        prepared: bool,
+        generator: torch.Generator | None = None,
+        sample_seed: int | None = None,
+    ) -> Batches:
+        """Model inputs and labels of each batch of indices; augmented with ``generator`` (in memory)
+        or ``sample_seed`` (decoded images: one seed per image, so workers and resuming never change them)."""
+        ...
 
 
 @dataclass(frozen=True)
 class Split:
-    """Images ``(N, C, H, W)`` (uint8 0..255 or float32) and labels ``(N,)`` int64."""
+    """Images ``(N, C, H, W)`` (uint8 0..255 or float32) and labels ``(N,)`` int64, in memory."""
 
     images: torch.Tensor
     labels: torch.Tensor
 
+    in_memory = True
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
 
     def take(self, index: torch.Tensor) -> Split:
         return Split(self.images.index_select(0, index), self.labels.index_select(0, index))
 
     def head(self, n: int | None) -> Split:
         return self if n is None or n >= len(self) else Split(self.images[:n], self.labels[:n])
+
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        return self.images.index_select(0, index.to(self.images.device))
+
+    def stat_images(self) -> torch.Tensor:
+        return self.images
+
+    def batches(
+        self,
+        index_batches: Sequence[torch.Tensor],
+        pre: Preprocess,
+        *,
+        prepared: bool,
+        generator: torch.Generator | None = None,
+        sample_seed: int | None = None,
+    ) -> Batches:
+        # one index_select and a few batched tensor ops per step: no per-image Python work
+        for idx in index_batches:
+            idx = idx.to(self.images.device)
+            x = pre.batch(self.images.index_select(0, idx), prepared=prepared, generator=generator)
+            yield x, self.labels.index_select(0, idx).to(pre.device, non_blocking=True)
 
 
 @dataclass(frozen=True)
@@ -32,9 +108,9 @@ class DataBundle:
 
     name: str
     classes: tuple[str, ...]
-    train: Split
-    val: Split | None
-    test: Split
+    train: ImageSplit
+    val: ImageSplit | None
+    test: ImageSplit
     mean: tuple[float, ...]  # per channel, of the [0, 1] training images
     std: tuple[float, ...]
 
@@ -44,13 +120,25 @@ class DataBundle:
 
     @property
     def channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return self.train.channels
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
+        h, w = self.train.images_at(torch.zeros(1, dtype=torch.int64)).shape[2:]
+        return int(h), int(w)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """Stored images (uint8 0..255 or float) as float32 in [0, 1]."""
     return images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+
+
+def stratified_holdout(labels: torch.Tensor, *, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of a per-class ``fraction`` of the samples, fixed by ``seed``, in ascending order."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for cls in torch.unique(labels, sorted=True):
+        members = (labels == cls).nonzero().squeeze(1)
+        order = members[torch.randperm(len(members), generator=gen)]
+        picked.append(order[: round(len(members) * fraction)])
+    return torch.cat(picked).sort().values

@@ -55,6 +55,17 @@ class EarlyStopping:
             improved = value > max(seen) + es.min_delta
         self.bad_epochs = 0 if improved else self.bad_epochs + 1
 
+    def message(self, epoch: int, *, best_epoch: int) -> str:
+        """The line printed when it fires."""
+        es = self.section
+        if es is None:
+            return ""
+        return (
+            f"early stopping after epoch {epoch}: {es.monitor} has not improved by more than "
+            f"{es.min_delta:g} for {self.bad_epochs} epochs (patience {es.patience}); "
+            f"best epoch {best_epoch}"
+        )
+
     @property
     def should_stop(self) -> bool:
         return self.section is not None and self.bad_epochs >= self.section.patience

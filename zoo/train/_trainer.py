@@ -14,8 +14,10 @@ The pieces: ``_setup`` (data, model, optimizer), ``_run`` (epochs and checkpoint
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ._checkpoint import (
     RunLock,
@@ -28,6 +30,7 @@ from ._checkpoint import (
 from ._distributed import Dist, init_distributed, process_group, shared_run_dir
 from ._final import TrainResult, finish
 from ._overrides import dump_recipe
+from ._predict import run_info, write_run_info
 from ._recipe import Recipe
 from ._run import Run
 from ._rundir import resolve_run_dir
@@ -84,15 +87,42 @@ def _train_locked(
     log: Log,
     interrupt_after: int | None,
 ) -> TrainResult:
-    run = Run(recipe, run_dir, dist=dist, progress=recipe.progress if progress is None else progress, log=log)
     last = run_dir / "last.pt"
     state = load_checkpoint(last, map_location="cpu") if resume and last.is_file() else None
+    if state is not None and _finished(recipe, run_dir, state):
+        log(
+            f"{run_dir} already finished ({int(state['epoch'])} epochs); nothing to train. Its results are in "
+            f"{run_dir / 'metrics.json'}; to train longer, resume with a larger --epochs"
+        )
+        return TrainResult(run_dir, json.loads((run_dir / "metrics.json").read_text()))
+    run = Run(recipe, run_dir, dist=dist, progress=recipe.progress if progress is None else progress, log=log)
+    try:
+        return _run_locked(run, state, resume=resume, log=log, interrupt_after=interrupt_after)
+    finally:
+        run.events.close()
+
+
+def _finished(recipe: Recipe, run_dir: Path, state: dict[str, Any]) -> bool:
+    """True when the run wrote its metrics and has nothing left to do under this recipe."""
+    if not (run_dir / "metrics.json").is_file():
+        return False
+    es = recipe.early_stopping
+    stopped = es is not None and int(state.get("best", {}).get("bad_epochs", 0)) >= es.patience
+    return int(state.get("epoch", 0)) >= recipe.epochs or stopped
+
+
+def _run_locked(
+    run: Run, state: dict[str, Any] | None, *, resume: bool, log: Log, interrupt_after: int | None
+) -> TrainResult:
+    recipe, run_dir, dist = run.recipe, run.run_dir, run.dist
     saved_layout = state.get("channels_last") if state is not None else None
     run.setup(layout=bool(saved_layout) if saved_layout is not None else None)
     if dist.main:
         _check_space(run)
     if state is not None:
         run.restore(state)
+        if dist.main:  # continuing a finished run with more epochs: it is unfinished until it ends again
+            (run_dir / "metrics.json").unlink(missing_ok=True)
         c = run.counters
         where = f"epoch {c.epoch + 1}" + (f", step {c.step_in_epoch}" if c.step_in_epoch else "")
         if dist.main:
@@ -101,6 +131,7 @@ def _train_locked(
         log(f"note: {run_dir} has no checkpoint yet; starting from the beginning")
     if dist.main:  # after restore: a recipe the checkpoint refuses never replaces the run's own
         atomic_write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+        write_run_info(run_dir, run_info(recipe, run.parts.data))  # classes and preprocessing, for predict
     if dist.main:
         log(
             f"training {recipe.model.name} on {recipe.data.dataset} ({len(run.parts.train_split)} train, "
