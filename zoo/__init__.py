@@ -12,8 +12,7 @@ imports torch, and nothing here imports torchvision, timm or the training stack.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._errors import (
     CheckpointError,
@@ -28,6 +27,7 @@ from ._errors import (
     WeightsError,
     ZooError,
 )
+from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._api import build
@@ -71,14 +71,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)

@@ -125,7 +125,7 @@ def test_unreadable_image_names_the_file(tmp_path: Path, workers: int) -> None:
     pre = Preprocess(section, data_channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, device=torch.device("cpu"))
     with pytest.raises(RecipeError, match=r"cannot read image .*broken\.png"):
         for split in (train_split, test_split):
-            list(split.batches(torch.arange(len(split)).split(4), pre, prepared=False))
+            list(split.batches(torch.arange(len(split)).split(4), pre))
 
 
 @pytest.mark.parametrize(

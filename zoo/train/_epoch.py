@@ -20,6 +20,7 @@ from ._evaluate import Totals
 from ._finetune import freeze_bn_stats
 from ._recipe import Recipe
 from ._setup import Parts, epoch_batches
+from ._split import Feed
 from ._step import Stepper
 
 __all__ = ["Counters", "EpochTrainer"]
@@ -74,7 +75,7 @@ class EpochTrainer:
         todo = batches[c.step_in_epoch :]
         seed = epoch_seed(recipe.seed, epoch, 2)  # decoded images: one augmentation seed per image
         try:
-            stream = split.batches(todo, parts.pre, prepared=parts.train_prepared, generator=aug, sample_seed=seed)
+            stream = split.batches(todo, parts.pre, Feed(parts.train_prepared, generator=aug, sample_seed=seed))
             for step, (x, y) in enumerate(stream, start=c.step_in_epoch):
                 logits, loss = self.stepper(x, y)
                 totals.add(logits, y, loss)

@@ -20,7 +20,7 @@ from ._finetune import build_model
 from ._preprocess import Preprocess, batch_indices, stage
 from ._recipe import Recipe, ReportsSection
 from ._reports import PICTURES, write_reports
-from ._split import DataBundle, ImageSplit
+from ._split import DataBundle, Feed, ImageSplit
 
 __all__ = [
     "EvalContext",
@@ -114,7 +114,7 @@ def evaluate_split(
     preds: list[torch.Tensor] = []
     num_classes = 0
     index_batches = batch_indices(len(split), batch_size, generator=None, rank=dist.rank, world=dist.world)
-    for x, y in split.batches(index_batches, pre, prepared=prepared):
+    for x, y in split.batches(index_batches, pre, Feed(prepared)):
         with autocast(device, precision):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._errors import RecipeError
 from ._recipe import AugmentSection, DataSection
-from ._split import Batches, stratified_holdout
+from ._split import AS_STORED, Batches, Feed, stratified_holdout
 
 __all__ = ["IMAGE_SUFFIXES", "FolderSplit", "find_classes", "image_transform", "load_imagefolder", "open_image"]
 
@@ -63,16 +63,8 @@ class FolderSplit:
         step = max(1, len(self) // STAT_SAMPLE)
         return self.images_at(torch.arange(0, len(self), step)[:STAT_SAMPLE])
 
-    def batches(
-        self,
-        index_batches: Sequence[torch.Tensor],
-        pre: Any,
-        *,
-        prepared: bool,
-        generator: torch.Generator | None = None,
-        sample_seed: int | None = None,
-    ) -> Batches:
-        seed = sample_seed if self.augment is not None else None
+    def batches(self, index_batches: Sequence[torch.Tensor], pre: Any, feed: Feed = AS_STORED) -> Batches:
+        seed = feed.sample_seed if self.augment is not None else None
         files = _Files(self.paths, self.labels, self.size, self.channels, self.augment if seed is not None else None)
         # (index, seed) pairs: the seed of an image is fixed by the epoch's seed and its index
         plan = [[(int(i), None if seed is None else seed + int(i)) for i in idx] for idx in index_batches]

@@ -13,9 +13,23 @@ import torch
 if TYPE_CHECKING:
     from ._preprocess import Preprocess
 
-__all__ = ["Batches", "DataBundle", "ImageSplit", "Split", "stratified_holdout", "to_unit"]
+__all__ = ["AS_STORED", "Batches", "DataBundle", "Feed", "ImageSplit", "Split", "stratified_holdout", "to_unit"]
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # (model input, labels on the device)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How a split's stored images become a batch."""
+
+    prepared: bool = False  # in memory: already normalized on the device (``_preprocess.stage``)
+    generator: torch.Generator | None = None  # in memory: augment whole batches from this generator
+    # decoded images: augment each image from sample_seed + its index (the same whatever the number
+    # of workers, and when a run resumes mid-epoch)
+    sample_seed: int | None = None
+
+
+AS_STORED = Feed()
 
 
 class ImageSplit(Protocol):
@@ -44,17 +58,8 @@ class ImageSplit(Protocol):
         """Images to compute the channel statistics from (all, or a sample)."""
         ...
 
-    def batches(
-        self,
-        index_batches: Sequence[torch.Tensor],
-        pre: Preprocess,
-        *,
-        prepared: bool,
-        generator: torch.Generator | None = None,
-        sample_seed: int | None = None,
-    ) -> Batches:
-        """Model inputs and labels of each batch of indices; augmented with ``generator`` (in memory)
-        or ``sample_seed`` (decoded images: one seed per image, so workers and resuming never change them)."""
+    def batches(self, index_batches: Sequence[torch.Tensor], pre: Preprocess, feed: Feed = AS_STORED) -> Batches:
+        """Model inputs and labels of each batch of indices (augmented as ``feed`` says)."""
         ...
 
 
@@ -86,19 +91,11 @@ class Split:
     def stat_images(self) -> torch.Tensor:
         return self.images
 
-    def batches(
-        self,
-        index_batches: Sequence[torch.Tensor],
-        pre: Preprocess,
-        *,
-        prepared: bool,
-        generator: torch.Generator | None = None,
-        sample_seed: int | None = None,
-    ) -> Batches:
+    def batches(self, index_batches: Sequence[torch.Tensor], pre: Preprocess, feed: Feed = AS_STORED) -> Batches:
         # one index_select and a few batched tensor ops per step: no per-image Python work
         for idx in index_batches:
             idx = idx.to(self.images.device)
-            x = pre.batch(self.images.index_select(0, idx), prepared=prepared, generator=generator)
+            x = pre.batch(self.images.index_select(0, idx), prepared=feed.prepared, generator=feed.generator)
             yield x, self.labels.index_select(0, idx).to(pre.device, non_blocking=True)
 
 
