@@ -38,12 +38,16 @@ PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Monitor = Literal["val_loss", "val_accuracy"]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]  # torch generators take signed 64-bit seeds
+MAX_BATCH_BYTES = 4 * 1024**3  # one resized float32 batch; above this a recipe is refused before loading data
+OPTIMIZERS_WITH_MOMENTUM = ("sgd", "rmsprop")
 
 
 class _Section(BaseModel):
     """Every section refuses unknown keys, so a typo is an error rather than a silent default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan never make sense in a recipe: lr .inf trains to NaN and used to exit 0
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -77,7 +81,7 @@ class DataSection(_Section):
     download: bool = True  # try to download when the files are absent
     val_split: Fraction = 0.1  # fraction of the training set held out for validation
     validate_on: Literal["split", "test", "none"] = "split"  # "test": the lecture's choice
-    split_seed: NonNegInt = 0  # the held-out split does not move when the training seed does
+    split_seed: Seed = 0  # the held-out split does not move when the training seed does
     train_limit: PosInt | None = None  # use only the first N training images (quick runs)
     test_limit: PosInt | None = None
     channels: Literal[1, 3] | None = None  # convert gray<->RGB; default: keep the data's
@@ -97,6 +101,16 @@ class OptimizerSection(_Section):
     weight_decay: NonNegFloat = 0.0
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
     eps: PosFloat | None = None  # default: the torch optimizer's own
+
+    @pydantic.model_validator(mode="after")
+    def _meaningful(self) -> OptimizerSection:
+        # torch ignores or rejects these combinations; a recipe should not say what does not happen
+        if self.momentum and self.name not in OPTIMIZERS_WITH_MOMENTUM:
+            hint = " (its momentum is betas[0])" if self.name in ("adam", "adamw") else ""
+            raise ValueError(f"optimizer {self.name!r} has no momentum{hint}; momentum applies to sgd and rmsprop")
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
+        return self
 
 
 class ScheduleSection(_Section):
@@ -188,7 +202,7 @@ class Recipe(_Section):
     epochs: PosInt = 1
     batch_size: PosInt = 64
     eval_batch_size: PosInt | None = None  # default: max(batch_size, 256)
-    seed: NonNegInt = 0
+    seed: Seed = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     precision: Literal["fp32", "amp", "bf16"] = "fp32"  # amp: float16 autocast on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
@@ -224,6 +238,18 @@ class Recipe(_Section):
                 raise ValueError(f"finetune.unfreeze at epoch {step.epoch} is after the last epoch {self.epochs}")
         if self.schedule.name == "multistep" and not self.schedule.milestones:
             raise ValueError("schedule 'multistep' needs milestones")
+        if self.schedule.name in ("cosine", "plateau") and self.schedule.min_lr >= self.optimizer.lr:
+            raise ValueError(
+                f"schedule.min_lr {self.schedule.min_lr:g} is not below optimizer.lr {self.optimizer.lr:g}: "
+                "the schedule could never lower the rate"
+            )
+        if self.data.resize is not None:
+            batch_bytes = max(self.batch_size, self.effective_eval_batch_size) * 3 * self.data.resize**2 * 4
+            if batch_bytes > MAX_BATCH_BYTES:
+                raise ValueError(
+                    f"data.resize {self.data.resize} makes one batch of {self.effective_eval_batch_size} images "
+                    f"{batch_bytes / 1024**3:.1f} GiB (limit {MAX_BATCH_BYTES // 1024**3} GiB): lower resize or the batch sizes"
+                )
         return self
 
     @property

@@ -8,6 +8,7 @@ process).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -159,6 +160,7 @@ class Run:
                 self.stepper.wrap()  # DDP must see the new set of trainable parameters
             started = time.perf_counter()
             train_loss, train_acc = self.epochs.run(epoch, frozen, interrupt_after=interrupt_after)
+            _check_finite(train_loss, epoch)
             row = self._end_epoch(epoch, train_loss, train_acc, time.perf_counter() - started)
             self.log(_epoch_line(row, self.recipe.epochs))
 
@@ -194,6 +196,17 @@ class Run:
         if self.dist.main:
             write_history(self.run_dir, c.history)
         return row
+
+
+def _check_finite(train_loss: float, epoch: int) -> None:
+    """A diverged run stops with an error instead of training on NaN and reporting chance accuracy."""
+    if not math.isfinite(train_loss):
+        raise RecipeError(
+            f"the training loss became {train_loss} in epoch {epoch}: the run diverged "
+            "(last.pt keeps the previous epoch)",
+            path="optimizer.lr",
+            hint="lower optimizer.lr, add schedule warm-up or grad_clip, or check the data's normalization",
+        )
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
