@@ -208,39 +208,31 @@ def _evaluate(
     history_dir: Path | None = None,
 ) -> dict[str, object]:
     from ._checkpoint import atomic_write_text, check_writable
-    from ._evaluate import EvalContext, evaluate_split
-    from ._reports import write_reports
+    from ._evaluate import EvalContext, test_and_report
 
     assert isinstance(ctx, EvalContext)
     check_writable(out)
     recipe = ctx.recipe
-    test = ctx.pre.prepare(ctx.data.test) if ctx.pre.fits_in_memory(ctx.data.test) else ctx.data.test
-    prepared = test is not ctx.data.test
-    loss, acc, preds = evaluate_split(
-        ctx.model, test, ctx.pre, prepared=prepared, batch_size=recipe.effective_eval_batch_size, keep_predictions=True
-    )
-    assert preds is not None
     history = _read_history(history_dir) if history_dir is not None and "curves" in pictures else []
     section = recipe.reports.model_copy(
         update={k: v for k, v in (("image_index", image), ("max_feature_layers", max_layers)) if v is not None}
     )
-    files = write_reports(
-        out,
-        model=ctx.model,
-        data=ctx.data,
-        test=test,
-        test_prepared=prepared,
-        pre=ctx.pre,
-        predictions=preds,
+    test = test_and_report(
+        ctx.model,
+        ctx.data,
+        ctx.pre,
+        batch_size=recipe.effective_eval_batch_size,
+        reports_to=out,
         history=history,
         section=section,
         what=pictures,
     )
-    wrong = (test.labels.cpu() != preds).nonzero().squeeze(1).tolist()
+    files, preds = test.files, test.predictions
+    wrong = (test.split.labels.cpu() != preds).nonzero().squeeze(1).tolist()
     result: dict[str, object] = {
-        "test_loss": loss,
-        "test_accuracy": acc,
-        "test_images": len(test),
+        "test_loss": test.loss,
+        "test_accuracy": test.accuracy,
+        "test_images": len(test.split),
         "weights": str(ctx.weights),
         "misclassified": wrong,
         "files": files,

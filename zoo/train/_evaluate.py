@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,21 @@ from ._checkpoint import load_checkpoint
 from ._datasets import load_data
 from ._distributed import SINGLE_PROCESS, Dist, resolve_device
 from ._finetune import build_model
-from ._preprocess import Preprocess, batch_indices
-from ._recipe import Recipe
+from ._preprocess import Preprocess, batch_indices, stage
+from ._recipe import Recipe, ReportsSection
+from ._reports import PICTURES, write_reports
 from ._split import DataBundle, Split
 
-__all__ = ["EvalContext", "Totals", "autocast", "evaluate_split", "load_for_evaluation", "load_weights_file"]
+__all__ = [
+    "EvalContext",
+    "TestResult",
+    "Totals",
+    "autocast",
+    "evaluate_split",
+    "load_for_evaluation",
+    "load_weights_file",
+    "test_and_report",
+]
 
 
 @dataclass
@@ -102,6 +113,52 @@ def evaluate_split(
     model.train(was_training)
     loss_mean, acc = totals.reduce(dist).means()
     return loss_mean, acc, (torch.cat(preds) if keep_predictions and preds else None)
+
+
+@dataclass
+class TestResult:
+    """A model's test-set numbers, predictions and the report files written from them."""
+
+    loss: float
+    accuracy: float
+    split: Split  # the test split as evaluated (normalized on the device when it fits)
+    predictions: torch.Tensor  # (N,) predicted class per test image, on the CPU
+    files: dict[str, str]
+
+
+def test_and_report(
+    model: nn.Module,
+    data: DataBundle,
+    pre: Preprocess,
+    *,
+    batch_size: int,
+    precision: str = "fp32",
+    reports_to: Path | None,
+    history: Sequence[dict[str, Any]],
+    section: ReportsSection,
+    what: Sequence[str] = PICTURES,
+) -> TestResult:
+    """Evaluate on the test split; with ``reports_to``, write the reports and pictures there."""
+    split, prepared = stage(pre, data.test)
+    loss, acc, preds = evaluate_split(
+        model, split, pre, prepared=prepared, batch_size=batch_size, precision=precision, keep_predictions=True
+    )
+    predictions = preds if preds is not None else torch.zeros(0, dtype=torch.int64)
+    files: dict[str, str] = {}
+    if reports_to is not None and len(predictions):
+        files = write_reports(
+            reports_to,
+            model=model,
+            data=data,
+            test=split,
+            test_prepared=prepared,
+            pre=pre,
+            predictions=predictions,
+            history=history,
+            section=section,
+            what=what,
+        )
+    return TestResult(loss, acc, split, predictions, files)
 
 
 @dataclass

@@ -11,9 +11,8 @@ from typing import Any
 import torch
 
 from ._checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
-from ._evaluate import evaluate_split
+from ._evaluate import test_and_report
 from ._run import Run
-from ._setup import stage
 
 __all__ = ["TrainResult", "finish"]
 
@@ -32,38 +31,24 @@ def finish(run: Run) -> TrainResult:
     recipe, parts = run.recipe, run.parts
     if recipe.checkpoint.test_with == "best" and (run.run_dir / "best.pt").is_file():
         parts.model.load_state_dict(load_checkpoint(run.run_dir / "best.pt")["model"])
-    test_split, test_prepared = stage(parts.pre, parts.data.test)
-    test_loss, test_acc, preds = evaluate_split(
+    test = test_and_report(
         parts.model,
-        test_split,
+        parts.data,
         parts.pre,
-        prepared=test_prepared,
         batch_size=recipe.effective_eval_batch_size,
         precision=run.precision,
-        keep_predictions=True,
+        reports_to=run.run_dir if recipe.reports.enabled else None,
+        history=run.counters.history,
+        section=recipe.reports,
     )
-    metrics = _metrics(run, test_loss, test_acc)
-    pictures: dict[str, str] = {}
-    if recipe.reports.enabled and preds is not None:
-        from ._reports import write_reports
-
-        pictures = write_reports(
-            run.run_dir,
-            model=parts.model,
-            data=parts.data,
-            test=test_split,
-            test_prepared=test_prepared,
-            pre=parts.pre,
-            predictions=preds,
-            history=run.counters.history,
-            section=recipe.reports,
-        )
-        metrics["reports"] = pictures
+    metrics = _metrics(run, test.loss, test.accuracy)
+    if test.files:
+        metrics["reports"] = test.files
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in parts.model.state_dict().items()}, buffer)
     atomic_write_bytes(run.run_dir / "weights.pth", buffer.getvalue())
     atomic_write_text(run.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return TrainResult(run.run_dir, metrics, pictures)
+    return TrainResult(run.run_dir, metrics, test.files)
 
 
 def _metrics(run: Run, test_loss: float, test_acc: float) -> dict[str, Any]:

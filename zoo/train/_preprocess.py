@@ -11,7 +11,7 @@ from ._augment import augment_batch
 from ._recipe import DataSection
 from ._split import Split, to_unit
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "batch_indices"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocess", "batch_indices", "stage"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,3 +119,10 @@ class Preprocess:
     def display(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalization for showing a model input as an image in [0, 1]."""
         return (x * self.std.to(x.device) + self.mean.to(x.device)).clamp(0, 1)
+
+
+def stage(pre: Preprocess, split: Split) -> tuple[Split, bool]:
+    """(split, prepared): normalized on the device once when it fits, else kept raw for per-batch work."""
+    if pre.fits_in_memory(split):
+        return pre.prepare(split), True
+    return split, False

@@ -14,15 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .._errors import CheckpointError, RecipeError
 from ._checkpoint import save_checkpoint
 from ._distributed import Dist, resolve_device
 from ._epoch import Counters, EpochTrainer
-from ._evaluate import Totals, evaluate_split
+from ._evaluate import evaluate_split
 from ._finetune import set_trainable
 from ._recipe import Recipe
+from ._resume import capture, restore
 from ._rundir import write_history
 from ._setup import assemble
 from ._step import Stepper
@@ -75,77 +73,16 @@ class Run:
     # ---- checkpoints
 
     def state(self) -> dict[str, Any]:
-        parts, c = self.parts, self.counters
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        if c.aug_state is not None:
-            rng["aug"] = c.aug_state
-        return {
-            "epoch": c.epoch,
-            "step_in_epoch": c.step_in_epoch,
-            "global_step": c.global_step,
-            "model": {k: v.detach().cpu() for k, v in parts.model.state_dict().items()},
-            "optimizer": parts.optimizer.state_dict(),
-            "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
-            "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-            "rng": rng,
-            "accum": c.accum.state() if c.accum is not None and c.step_in_epoch else None,
-            "history": c.history,
-            "best": {"value": self.best.value, "epoch": self.best.epoch, "bad_epochs": self.stopping.bad_epochs},
-            "train_seconds": c.train_seconds,
-            "images_seen": c.images_seen,
-            "channels_last": parts.channels_last,
-            "recipe": self.recipe.to_data(),
-        }
+        """Everything ``last.pt`` holds (see ``_resume``)."""
+        return capture(self)
 
     def save_last(self) -> None:
         if self.dist.main:
             save_checkpoint(self.run_dir / "last.pt", self.state())
 
     def restore(self, state: dict[str, Any]) -> None:
-        parts, c = self.parts, self.counters
-        try:
-            parts.model.load_state_dict(state["model"])
-            parts.optimizer.load_state_dict(state["optimizer"])
-            if parts.scheduler is not None and state.get("scheduler") is not None:
-                parts.scheduler.load_state_dict(state["scheduler"])
-            if parts.scaler is not None and state.get("scaler") is not None:
-                parts.scaler.load_state_dict(state["scaler"])
-            c.epoch, c.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
-            c.global_step, c.history = int(state["global_step"]), list(state["history"])
-            best = state["best"]
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(
-                f"the checkpoint in {self.run_dir} does not fit this recipe: {str(exc).splitlines()[0]}",
-                hint="resume with the recipe the run was started with (its copy is recipe.yaml in the run directory)",
-            ) from None
-        self.best.value, self.best.epoch = best["value"], int(best["epoch"])
-        self.stopping.bad_epochs = int(best["bad_epochs"])
-        c.train_seconds = float(state.get("train_seconds", 0.0))
-        c.images_seen = int(state.get("images_seen", 0))
-        c.accum = Totals.from_state(state["accum"], self.device) if state.get("accum") else None
-        c.aug_state = state["rng"].get("aug") if c.step_in_epoch else None
-        if not self.dist.active:  # other processes keep their own dropout streams
-            torch.set_rng_state(state["rng"]["torch"])
-            if "cuda" in state["rng"] and self.device.type == "cuda":
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self._report_changes(state.get("recipe"))
-
-    def _report_changes(self, saved: Any) -> None:
-        if not isinstance(saved, dict):
-            return
-        now = self.recipe.to_data()
-        if saved.get("epochs") != now["epochs"] and now["schedule"]["name"] == "onecycle":
-            raise RecipeError(
-                f"the run was started with epochs={saved.get('epochs')} and a onecycle schedule, whose length "
-                f"is fixed at the start; it cannot continue with epochs={now['epochs']}",
-                path="epochs",
-                hint=f"start a new run from its weights: --set finetune.pretrained={self.run_dir / 'weights.pth'}",
-            )
-        changed = [k for k in now if k not in ("output_dir", "progress") and saved.get(k) != now[k]]
-        if changed:
-            self.log(f"note: resuming with settings changed since the run started: {', '.join(changed)}")
+        """Continue from a ``last.pt`` state (a state that does not fit the recipe is a CheckpointError)."""
+        restore(self, state)
 
     # ---- epochs
 

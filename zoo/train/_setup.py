@@ -20,11 +20,11 @@ from ._distributed import Dist, epoch_seed, seed_all
 from ._finetune import FinetunePlan, build_model, finetune_plan, reset_parameters, set_trainable
 from ._layout import choose_layout
 from ._optim import make_optimizer, make_scheduler
-from ._preprocess import Preprocess, batch_indices
+from ._preprocess import Preprocess, batch_indices, stage
 from ._recipe import Recipe
 from ._split import DataBundle, Split
 
-__all__ = ["Parts", "assemble", "epoch_batches", "stage"]
+__all__ = ["Parts", "assemble", "epoch_batches"]
 
 
 @dataclass
@@ -47,13 +47,6 @@ class Parts:
     scheduler: Any
     sched_when: str
     scaler: torch.amp.GradScaler | None
-
-
-def stage(pre: Preprocess, split: Split) -> tuple[Split, bool]:
-    """(split, prepared): normalized on the device once when it fits, else kept raw for per-batch work."""
-    if pre.fits_in_memory(split):
-        return pre.prepare(split), True
-    return split, False
 
 
 def epoch_batches(recipe: Recipe, n: int, epoch: int, *, dist: Dist, min_batch: int) -> list[torch.Tensor]:

@@ -93,7 +93,8 @@ def _train_locked(
         _check_space(run)
     if state is not None:
         run.restore(state)
-        where = f"epoch {run.counters.epoch + 1}" + (f", step {run.counters.step_in_epoch}" if run.counters.step_in_epoch else "")
+        c = run.counters
+        where = f"epoch {c.epoch + 1}" + (f", step {c.step_in_epoch}" if c.step_in_epoch else "")
         if dist.main:
             log(f"resuming {run_dir} at {where}")
     elif resume and dist.main:
