@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._errors import RecipeError
 from ._checkpoint import save_checkpoint
 from ._distributed import Dist, resolve_device
 from ._epoch import Counters, EpochTrainer
@@ -127,9 +128,12 @@ class Run:
         self.stepper.end_epoch(row)
         improved = self.best.update(row)
         self.stopping.update(c.history)
-        self.save_last()
+        # best.pt before last.pt: a kill between the two leaves last.pt at the previous epoch, and
+        # the resumed run redoes this epoch bit-identically (rewriting the same best.pt); the other
+        # order could leave last.pt naming this epoch as best while best.pt holds an older one
         if improved and self.dist.main:
             save_checkpoint(self.run_dir / "best.pt", {"model": self.state()["model"], "epoch": epoch})
+        self.save_last()
         if self.dist.main:
             write_history(self.run_dir, c.history)
         return row

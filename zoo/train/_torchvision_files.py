@@ -67,7 +67,7 @@ def _load_mnist_like(
             note="gzipped (.gz) or not",
         )
     for name in MNIST_FILES:
-        _check_idx_header(raw / name, dims=1 if "labels" in name else 3)
+        _check_idx_header(raw / name, dims=1 if "labels" in name else 3, what=cls_name)
     splits = []
     for train in (True, False):
         try:
@@ -84,15 +84,18 @@ def _load_mnist_like(
     return splits[0], splits[1], list(classes)
 
 
-def _check_idx_header(path: Path, *, dims: int) -> None:
+def _check_idx_header(path: Path, *, dims: int, what: str) -> None:
     """An IDX file starts 0x00 0x00, a type code (0x08: unsigned bytes for MNIST), the number of dims."""
-    with open(path, "rb") as f:
-        head = f.read(4 + 4 * dims)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4 + 4 * dims)
+    except OSError as exc:
+        raise RecipeError(f"cannot read {what} from {path}: {exc.strerror or exc}") from None
     if len(head) < 4 + 4 * dims or head[:2] != b"\0\0":
-        raise RecipeError(f"{path} is not an IDX file (it must start with two zero bytes and a type code)")
+        raise RecipeError(f"cannot read {what} from {path}: not an IDX file (it must start with two zero bytes and a type code)")
     if head[2] != 0x08 or head[3] != dims:
         raise RecipeError(
-            f"{path} has IDX type code 0x{head[2]:02x} with {head[3]} dimensions; MNIST files hold unsigned "
+            f"cannot read {what} from {path}: IDX type code 0x{head[2]:02x} with {head[3]} dimensions; MNIST files hold unsigned "
             f"bytes (0x08) in {dims} dimension{'s' if dims > 1 else ''}",
             hint="the files must be the original IDX files (magic numbers 2049 for labels, 2051 for images)",
         )
@@ -100,7 +103,7 @@ def _check_idx_header(path: Path, *, dims: int) -> None:
     expected = 4 + 4 * dims + math.prod(counts)
     size = path.stat().st_size
     if size != expected:
-        raise RecipeError(f"{path} declares {counts} values ({expected} bytes with its header) but holds {size} bytes")
+        raise RecipeError(f"cannot read {what} from {path}: it declares {counts} values ({expected} bytes with its header) but holds {size} bytes")
 
 
 def _gunzip_present(folder: Path, names: Sequence[str]) -> None:

@@ -30,11 +30,19 @@ from ._final import TrainResult, finish
 from ._overrides import dump_recipe
 from ._recipe import Recipe
 from ._run import Run
-from ._rundir import resolve_run_dir
+from ._rundir import resolve_run_dir, write_history
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["RunInterrupted", "TrainResult", "train"]
 
 Log = Callable[[str], None]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a test's ``interrupt_after``) during a run; says whether ``--resume`` can continue it."""
+
+    def __init__(self, run_dir: Path, *, resumable: bool) -> None:
+        super().__init__(f"interrupted {'after' if resumable else 'before'} the first checkpoint of {run_dir}")
+        self.run_dir, self.resumable = run_dir, resumable
 
 
 def train(
@@ -66,10 +74,11 @@ def train(
             return _train_locked(
                 recipe, run_dir, dist=dist, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after
             )
-        except KeyboardInterrupt:
-            if dist.main and (run_dir / "last.pt").is_file():
+        except KeyboardInterrupt as exc:
+            resumable = (run_dir / "last.pt").is_file()
+            if dist.main and resumable:
                 log(f"interrupted; the last complete checkpoint is {run_dir / 'last.pt'}")
-            raise
+            raise RunInterrupted(run_dir, resumable=resumable) from exc
         finally:
             lock.release()
 
@@ -93,6 +102,8 @@ def _train_locked(
         _check_space(run)
     if state is not None:
         run.restore(state)
+        if dist.main:  # a kill between last.pt and the history files: the files catch up
+            write_history(run_dir, run.counters.history)
         c = run.counters
         where = f"epoch {c.epoch + 1}" + (f", step {c.step_in_epoch}" if c.step_in_epoch else "")
         if dist.main:
