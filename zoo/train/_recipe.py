@@ -102,15 +102,23 @@ class OptimizerSection(_Section):
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
     eps: PosFloat | None = None  # default: the torch optimizer's own
 
-    @pydantic.model_validator(mode="after")
-    def _meaningful(self) -> OptimizerSection:
-        # torch ignores or rejects these combinations; a recipe should not say what does not happen
-        if self.momentum and self.name not in OPTIMIZERS_WITH_MOMENTUM:
-            hint = " (its momentum is betas[0])" if self.name in ("adam", "adamw") else ""
-            raise ValueError(f"optimizer {self.name!r} has no momentum{hint}; momentum applies to sgd and rmsprop")
-        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+    # field validators (not one model validator) so an error points at the key's own line;
+    # fields validate in order, so name and momentum are in ``info.data`` here
+    @pydantic.field_validator("momentum")
+    @classmethod
+    def _has_momentum(cls, value: float, info: pydantic.ValidationInfo) -> float:
+        name = info.data.get("name")
+        if value and name not in OPTIMIZERS_WITH_MOMENTUM:
+            hint = " (its momentum is betas[0])" if name in ("adam", "adamw") else ""
+            raise ValueError(f"optimizer {name!r} has no momentum{hint}; momentum applies to sgd and rmsprop")
+        return value
+
+    @pydantic.field_validator("nesterov")
+    @classmethod
+    def _nesterov_needs_momentum(cls, value: bool, info: pydantic.ValidationInfo) -> bool:
+        if value and (info.data.get("name") != "sgd" or not info.data.get("momentum")):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
-        return self
+        return value
 
 
 class ScheduleSection(_Section):
