@@ -37,19 +37,30 @@ def validate_file(path: Path) -> list[ZooError]:
 
 
 def _validate_recipe(path: Path, raw: Any) -> list[ZooError]:
-    from ._recipe import load_recipe
     from ._registry import get_spec
+    from .train._overrides import load_recipe
 
     recipe = load_recipe(path)
+    model = raw.get("model")
     try:
-        get_spec(recipe.model.name)  # the model must exist, with a did-you-mean if not
+        spec = get_spec(recipe.model.name)  # the model must exist, with a did-you-mean if not
     except ZooError as exc:
-        model = raw.get("model")
         exc.location = loc_of(model, "name") if isinstance(model, dict) else loc_of(raw, "model")
         exc.path = "model.name"
         exc.args = (exc._render(),)
         raise
-    return []
+    # the build would refuse these at training time; say so now, every one of them
+    params = model.get("params") if isinstance(model, dict) else None
+    return [
+        UnknownNameError(
+            f"model {spec.name!r} has no parameter {key!r}",
+            location=loc_of(params, key),
+            path=f"model.params.{key}",
+            hint=did_you_mean(key, spec.params) or f"its parameters: {', '.join(spec.params) or 'none'}",
+        )
+        for key in recipe.model.params
+        if key not in spec.params
+    ]
 
 
 def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:

@@ -242,7 +242,7 @@ def test_sigkill_at_random_moments_then_resume_finishes(tmp_path: Path) -> None:
     assert "resuming" in final.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 3 and [r["epoch"] for r in metrics["history"]] == [1, 2, 3]
-    assert not list(run_dir.glob(".*.tmp"))  # half-written temporaries were cleaned up
+    assert not list(run_dir.glob(".*.zoo-tmp"))  # half-written temporaries were cleaned up
     # and the result is exactly what an uninterrupted run computes
     straight = train(recipe_from_data({**recipe.to_data(), "output_dir": str(tmp_path / "straight")}))
     a, b = weights(tmp_path / "straight"), weights(run_dir)
@@ -595,4 +595,4 @@ def test_a_failing_write_keeps_the_previous_checkpoint(finished_run: Path, monke
     monkeypatch.setattr(_checkpoint.os, "fsync", disk_full)
     with pytest.raises(CheckpointError, match="No space left on device"):
         save_checkpoint(last, {"model": {}})
-    assert last.read_bytes() == before and not list(finished_run.glob(".*.tmp"))
+    assert last.read_bytes() == before and not list(finished_run.glob(".*.zoo-tmp"))

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "zoo-checkpoint/1"
+TMP_SUFFIX = ".zoo-tmp"  # temporaries of atomic writes; the only files remove_stale_temporaries touches
 
 
 # --------------------------------------------------------------------------- atomic files
@@ -51,7 +52,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers only ever see the old or the new content."""
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
     except OSError as exc:
         raise CheckpointError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
@@ -91,9 +92,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def remove_stale_temporaries(folder: Path) -> int:
-    """Delete ``.name.XXXX.tmp`` files left by a process killed mid-write (call under the lock)."""
+    """Delete ``.name.XXXX.zoo-tmp`` files left by a process killed mid-write (call under the lock).
+
+    Only this library's own suffix: a user's ``.notes.tmp`` in the same folder is not ours to delete.
+    """
     removed = 0
-    for tmp in folder.glob(".*.tmp"):
+    for tmp in folder.glob(f".*{TMP_SUFFIX}"):
+        if not tmp.is_file() or tmp.is_symlink():
+            continue
         with contextlib.suppress(OSError):
             tmp.unlink()
             removed += 1
@@ -168,8 +174,11 @@ def _first_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- run directory
 
 
-def check_writable(folder: str | Path) -> Path:
-    """Create ``folder`` and prove it is writable with a probe file, before any training starts."""
+def check_writable(folder: str | Path, *, option: str = "output_dir") -> Path:
+    """Create ``folder`` and prove it is writable with a probe file, before any training starts.
+
+    ``option`` is what the user set to name the folder (a recipe key or a command-line flag).
+    """
     p = Path(folder)
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -179,8 +188,8 @@ def check_writable(folder: str | Path) -> Path:
     except OSError as exc:
         raise RecipeError(
             f"output directory {p} is not writable: {exc.strerror or exc}",
-            path="output_dir",
-            hint="choose another one with --set output_dir=PATH",
+            path=option if not option.startswith("-") else "",
+            hint=f"choose another one with {'--set output_dir=PATH' if option == 'output_dir' else option + ' PATH'}",
         ) from None
     return p
 
@@ -208,7 +217,15 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # O_NOFOLLOW: a .lock that is a symlink must not truncate (and get a pid written into) its target
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            kind = "a symlink" if self.path.is_symlink() else "a directory" if self.path.is_dir() else "unusable"
+            raise CheckpointError(
+                f"cannot lock run directory {self.folder}: its .lock is {kind} ({exc.strerror or exc})",
+                hint=f"remove {self.path} if no other run uses this folder",
+            ) from None
         try:
             _lock_fd(fd)
         except BlockingIOError:

@@ -91,9 +91,6 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
 def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") -> int:
     """``zoo train RECIPE [--set k=v ...] [--resume] [--overwrite]``."""
     args = _train_parser(prog).parse_args(argv)
-    from ._overrides import load_recipe
-    from ._trainer import train
-
     overrides = [*args.overrides, *_flag_overrides(args)]
     resume = args.resume
     source = Path(args.recipe)
@@ -101,13 +98,15 @@ def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") ->
         overrides.append(f"output_dir={json.dumps(str(source))}")
         resume = True
     try:
+        from ._overrides import load_recipe  # inside the guard: Ctrl-C while torch imports is an interrupt too
+        from ._trainer import train
+
         recipe = load_recipe(source, overrides=overrides)
         result = train(recipe, resume=resume, overwrite=args.overwrite, progress=False if args.no_progress else None)
     except ZooError as exc:
         return _fail(exc)
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     if not _is_main_process():
         return 0
     m = result.metrics
@@ -120,6 +119,16 @@ def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") ->
         _out(f"reports and pictures ({', '.join(pngs)}) are in {result.run_dir}")
     _out(f"run directory: {result.run_dir}")
     return 0
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Only point at --resume when there is a checkpoint to resume from."""
+    run_dir, resumable = getattr(exc, "run_dir", None), getattr(exc, "resumable", False)
+    if resumable:
+        print(f"interrupted; continue with: zoo train {run_dir} --resume", file=sys.stderr)
+    else:
+        print("interrupted before the first checkpoint; there is nothing to resume: start the run again", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 # --------------------------------------------------------------------------- evaluate / visualize
@@ -273,7 +282,11 @@ def _evaluate(
     from ._evaluate import EvalContext, test_and_report
 
     assert isinstance(ctx, EvalContext)
-    check_writable(out)
+    check_writable(out, option="--out")
+    if image is not None and not 0 <= image < len(ctx.data.test):
+        from .._errors import RecipeError
+
+        raise RecipeError(f"--image {image} is not a test image index: the test set has images 0..{len(ctx.data.test) - 1}")
     recipe = ctx.recipe
     history = _read_history(history_dir) if history_dir is not None and "curves" in pictures else []
     section = recipe.reports.model_copy(
@@ -304,11 +317,28 @@ def _evaluate(
 
 
 def _read_history(run_dir: Path) -> list[dict[str, object]]:
+    """history.json as the trainer writes it: a list of rows with an integer epoch and numbers."""
+    from .._errors import CheckpointError
+
     path = run_dir / "history.json"
     if not path.is_file():
         return []
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    return data if isinstance(data, list) else []
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} cannot be read as JSON: {exc}", hint="the curves need the run's history") from None
+    if not isinstance(data, list) or not all(_history_row(row) for row in data):
+        raise CheckpointError(
+            f"{path} is not a training history (a list of rows with 'epoch', 'train_loss' and numbers)",
+            hint="it was edited or written by another program; the curves need the run's own history",
+        )
+    return data
+
+
+def _history_row(row: object) -> bool:
+    if not isinstance(row, dict) or not isinstance(row.get("epoch"), int) or isinstance(row.get("epoch"), bool):
+        return False
+    values = [row.get(k) for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")]
+    return isinstance(row.get("train_loss"), (int, float)) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+    )

@@ -29,6 +29,8 @@ __all__ = ["load_data"]
 def load_data(section: DataSection) -> DataBundle:
     """Load the dataset named by a recipe's data section, split off validation, apply limits."""
     train, given_val, test, classes = _LOADERS[section.dataset](section)
+    for name, split in (("training", train), ("test", test)):
+        _check_labels(split, classes, name, section)
     train = train.head(section.train_limit)
     test = test.head(section.test_limit)
     if given_val is not None and section.validate_on == "split":
@@ -41,6 +43,21 @@ def load_data(section: DataSection) -> DataBundle:
         val = None
     mean, std = _channel_stats(train.stat_images())
     return DataBundle(section.dataset, tuple(classes), train, val, test, mean, std)
+
+
+def _check_labels(split: ImageSplit, classes: list[str], name: str, section: DataSection) -> None:
+    """Labels outside 0..classes-1 would reach cross-entropy as an index error mid-training."""
+    if len(split) == 0:
+        raise RecipeError(f"the {section.dataset} {name} set in {section.root} holds no images")
+    low, high = int(split.labels.min()), int(split.labels.max())
+    if low < 0 or high >= len(classes):
+        bad = low if low < 0 else high
+        raise RecipeError(
+            f"the {section.dataset} {name} labels in {section.root} include {bad}, outside 0..{len(classes) - 1} "
+            f"({len(classes)} classes)",
+            path="data.root",
+            hint="the label files do not belong to this dataset, or they are corrupted",
+        )
 
 
 def _split_validation(train: ImageSplit, section: DataSection) -> tuple[ImageSplit, ImageSplit | None]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .._errors import CheckpointError
 from ._checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
 from ._evaluate import test_and_report
 from ._predict import METADATA_KEY, run_info
@@ -31,7 +32,13 @@ def finish(run: Run) -> TrainResult:
     """Evaluate on the test set, write reports, ``weights.pth`` and ``metrics.json`` (last: the run is done)."""
     recipe, parts = run.recipe, run.parts
     if recipe.checkpoint.test_with == "best" and (run.run_dir / "best.pt").is_file():
-        parts.model.load_state_dict(load_checkpoint(run.run_dir / "best.pt")["model"])
+        best = load_checkpoint(run.run_dir / "best.pt")
+        if best.get("epoch") != run.best.epoch:  # the metrics must describe the weights tested
+            raise CheckpointError(
+                f"{run.run_dir / 'best.pt'} holds epoch {best.get('epoch')} but the run's best epoch is {run.best.epoch}",
+                hint="the file was replaced from outside the run; test with checkpoint.test_with: last",
+            )
+        parts.model.load_state_dict(best["model"])
     test = test_and_report(
         parts.model,
         parts.data,

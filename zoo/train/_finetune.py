@@ -51,6 +51,13 @@ def model_arguments(recipe: Recipe, num_classes: int, *, channels: int) -> dict[
     params = dict(recipe.model.params)
     classes = params.pop("num_classes", None) or recipe.model.num_classes or num_classes
     in_channels = recipe.model.in_channels or channels
+    if in_channels != channels:
+        raise RecipeError(
+            f"model.in_channels is {in_channels} but the batches have {channels} channel{'s' if channels > 1 else ''}",
+            path="model.in_channels",
+            hint=f"set data.channels: {in_channels} to convert the images, or drop model.in_channels "
+            "(the model's first convolution then takes the data's channels)",
+        )
     declared = list(spec.input)[0] if len(spec.input) == 3 else None
     return {
         "name": recipe.model.name,
@@ -124,6 +131,14 @@ def finetune_plan(model: nn.Module, section: FinetuneSection, *, lr: float) -> F
     for i, step in enumerate(sorted(section.unfreeze, key=lambda s: s.epoch)):
         picked = _select(names, step.params, where=f"finetune.unfreeze[{i}].params", modules=modules)
         unfreeze.append((step.epoch, frozenset(picked)))
+    if names and frozen >= set(names):
+        # nothing would train in epoch 1: backward would fail inside autograd
+        raise RecipeError(
+            f"finetune.freeze{' with freeze_backbone' if section.freeze_backbone else ''} leaves no parameter "
+            f"to train in epoch 1 (all {len(names)} are frozen)",
+            path="finetune.freeze",
+            hint="keep the head trainable (freeze_backbone does) or unfreeze from epoch 1",
+        )
     groups: list[tuple[str, tuple[str, ...], dict[str, float]]] = []
     taken: set[str] = set()
     specs = [(f"group{i}", g.params, g.lr, g.lr_scale, g.weight_decay) for i, g in enumerate(section.groups)]

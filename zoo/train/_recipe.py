@@ -38,12 +38,16 @@ PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Monitor = Literal["val_loss", "val_accuracy"]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]  # torch generators take signed 64-bit seeds
+MAX_BATCH_BYTES = 4 * 1024**3  # one resized float32 batch; above this a recipe is refused before loading data
+OPTIMIZERS_WITH_MOMENTUM = ("sgd", "rmsprop")
 
 
 class _Section(BaseModel):
     """Every section refuses unknown keys, so a typo is an error rather than a silent default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan never make sense in a recipe: lr .inf trains to NaN and used to exit 0
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -81,7 +85,7 @@ class DataSection(_Section):
     download: bool = True  # try to download when the files are absent
     val_split: Fraction = 0.1  # fraction of the training set held out for validation
     validate_on: Literal["split", "test", "none"] = "split"  # "test": the lecture's choice
-    split_seed: NonNegInt = 0  # the held-out split does not move when the training seed does
+    split_seed: Seed = 0  # the held-out split does not move when the training seed does
     test_split: Fraction = 0.2  # imagefolder without a test/ folder: fraction of each class held out for testing
     workers: NonNegInt = 2  # imagefolder: DataLoader worker processes decoding and augmenting images
     train_limit: PosInt | None = None  # use only the first N training images (quick runs)
@@ -103,6 +107,24 @@ class OptimizerSection(_Section):
     weight_decay: NonNegFloat = 0.0
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)
     eps: PosFloat | None = None  # default: the torch optimizer's own
+
+    # field validators (not one model validator) so an error points at the key's own line;
+    # fields validate in order, so name and momentum are in ``info.data`` here
+    @pydantic.field_validator("momentum")
+    @classmethod
+    def _has_momentum(cls, value: float, info: pydantic.ValidationInfo) -> float:
+        name = info.data.get("name")
+        if value and name not in OPTIMIZERS_WITH_MOMENTUM:
+            hint = " (its momentum is betas[0])" if name in ("adam", "adamw") else ""
+            raise ValueError(f"optimizer {name!r} has no momentum{hint}; momentum applies to sgd and rmsprop")
+        return value
+
+    @pydantic.field_validator("nesterov")
+    @classmethod
+    def _nesterov_needs_momentum(cls, value: bool, info: pydantic.ValidationInfo) -> bool:
+        if value and (info.data.get("name") != "sgd" or not info.data.get("momentum")):
+            raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
+        return value
 
 
 class ScheduleSection(_Section):
@@ -194,7 +216,7 @@ class Recipe(_Section):
     epochs: PosInt = 1
     batch_size: PosInt = 64
     eval_batch_size: PosInt | None = None  # default: max(batch_size, 256)
-    seed: NonNegInt = 0
+    seed: Seed = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     precision: Literal["fp32", "amp", "bf16"] = "fp32"  # amp: float16 autocast on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
@@ -231,6 +253,18 @@ class Recipe(_Section):
                 raise ValueError(f"finetune.unfreeze at epoch {step.epoch} is after the last epoch {self.epochs}")
         if self.schedule.name == "multistep" and not self.schedule.milestones:
             raise ValueError("schedule 'multistep' needs milestones")
+        if self.schedule.name in ("cosine", "plateau") and self.schedule.min_lr >= self.optimizer.lr:
+            raise ValueError(
+                f"schedule.min_lr {self.schedule.min_lr:g} is not below optimizer.lr {self.optimizer.lr:g}: "
+                "the schedule could never lower the rate"
+            )
+        if self.data.resize is not None:
+            batch_bytes = max(self.batch_size, self.effective_eval_batch_size) * 3 * self.data.resize**2 * 4
+            if batch_bytes > MAX_BATCH_BYTES:
+                raise ValueError(
+                    f"data.resize {self.data.resize} makes one batch of {self.effective_eval_batch_size} images "
+                    f"{batch_bytes / 1024**3:.1f} GiB (limit {MAX_BATCH_BYTES // 1024**3} GiB): lower resize or the batch sizes"
+                )
         return self
 
     @property

@@ -49,23 +49,32 @@ def capture(run: Run) -> dict[str, Any]:
 
 def restore(run: Run, state: dict[str, Any]) -> None:
     """Put ``run`` (already set up from the same recipe) where ``state`` left it."""
-    parts, c = run.parts, run.counters
     try:
-        parts.model.load_state_dict(state["model"])
-        parts.optimizer.load_state_dict(state["optimizer"])
-        if parts.scheduler is not None and state.get("scheduler") is not None:
-            parts.scheduler.load_state_dict(state["scheduler"])
-        if parts.scaler is not None and state.get("scaler") is not None:
-            parts.scaler.load_state_dict(state["scaler"])
-        c.epoch, c.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
-        c.global_step, c.history = int(state["global_step"]), list(state["history"])
-        best = state["best"]
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        _restore(run, state)
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        # a checkpoint whose digest is right can still hold the wrong structure (another tool's
+        # file, another recipe's model): every part of it is read inside this guard
         raise CheckpointError(
-            f"the checkpoint in {run.run_dir} does not fit this recipe: {str(exc).splitlines()[0]}",
+            f"the checkpoint in {run.run_dir} does not fit this recipe: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0]}",
             hint="resume with the recipe the run was started with (its copy is recipe.yaml in the run directory)",
         ) from None
-    run.best.value, run.best.epoch = best["value"], int(best["epoch"])
+    _report_changes(run, state.get("recipe"))
+
+
+def _restore(run: Run, state: dict[str, Any]) -> None:
+    parts, c = run.parts, run.counters
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.scheduler is not None and state.get("scheduler") is not None:
+        parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.scaler is not None and state.get("scaler") is not None:
+        parts.scaler.load_state_dict(state["scaler"])
+    c.epoch, c.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+    c.global_step, c.history = int(state["global_step"]), [dict(row) for row in state["history"]]
+    best = state["best"]
+    run.best.value = None if best["value"] is None else float(best["value"])
+    run.best.epoch = int(best["epoch"])
     run.stopping.bad_epochs = int(best["bad_epochs"])
     c.train_seconds = float(state.get("train_seconds", 0.0))
     c.images_seen = int(state.get("images_seen", 0))
@@ -75,7 +84,6 @@ def restore(run: Run, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and run.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], run.device)
-    _report_changes(run, state.get("recipe"))
 
 
 def _report_changes(run: Run, saved: Any) -> None:

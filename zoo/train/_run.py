@@ -8,11 +8,13 @@ process).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._errors import RecipeError
 from ._checkpoint import save_checkpoint
 from ._distributed import Dist, resolve_device
 from ._epoch import Counters, EpochTrainer
@@ -98,6 +100,7 @@ class Run:
                 self.stepper.wrap()  # DDP must see the new set of trainable parameters
             started = time.perf_counter()
             train_loss, train_acc = self.epochs.run(epoch, frozen, interrupt_after=interrupt_after)
+            _check_finite(train_loss, epoch)
             row = self._end_epoch(epoch, train_loss, train_acc, time.perf_counter() - started)
             self.log(_epoch_line(row, self.recipe.epochs))
             if self.stopping.should_stop and epoch < self.recipe.epochs:
@@ -132,13 +135,27 @@ class Run:
         self.stepper.end_epoch(row)
         improved = self.best.update(row)
         self.stopping.update(c.history)
-        self.save_last()
+        # best.pt before last.pt: a kill between the two leaves last.pt at the previous epoch, and
+        # the resumed run redoes this epoch bit-identically (rewriting the same best.pt); the other
+        # order could leave last.pt naming this epoch as best while best.pt holds an older one
         if improved and self.dist.main:
             save_checkpoint(self.run_dir / "best.pt", {"model": self.state()["model"], "epoch": epoch})
+        self.save_last()
         if self.dist.main:
             write_history(self.run_dir, c.history)
             self.events.write(row)
         return row
+
+
+def _check_finite(train_loss: float, epoch: int) -> None:
+    """A diverged run stops with an error instead of training on NaN and reporting chance accuracy."""
+    if not math.isfinite(train_loss):
+        raise RecipeError(
+            f"the training loss became {train_loss} in epoch {epoch}: the run diverged "
+            "(last.pt keeps the previous epoch)",
+            path="optimizer.lr",
+            hint="lower optimizer.lr, add schedule warm-up or grad_clip, or check the data's normalization",
+        )
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import pickle
 import shutil
+import struct
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +66,8 @@ def _load_mnist_like(
             files=MNIST_FILES,
             note="gzipped (.gz) or not",
         )
+    for name in MNIST_FILES:
+        _check_idx_header(raw / name, dims=1 if "labels" in name else 3, what=cls_name)
     splits = []
     for train in (True, False):
         try:
@@ -78,6 +82,28 @@ def _load_mnist_like(
             raise RecipeError(f"{cls_name} files in {raw} have unexpected shapes {tuple(images.shape)}")
         splits.append(Split(images.unsqueeze(1).contiguous(), ds.targets.to(torch.int64)))
     return splits[0], splits[1], list(classes)
+
+
+def _check_idx_header(path: Path, *, dims: int, what: str) -> None:
+    """An IDX file starts 0x00 0x00, a type code (0x08: unsigned bytes for MNIST), the number of dims."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4 + 4 * dims)
+    except OSError as exc:
+        raise RecipeError(f"cannot read {what} from {path}: {exc.strerror or exc}") from None
+    if len(head) < 4 + 4 * dims or head[:2] != b"\0\0":
+        raise RecipeError(f"cannot read {what} from {path}: not an IDX file (it must start with two zero bytes and a type code)")
+    if head[2] != 0x08 or head[3] != dims:
+        raise RecipeError(
+            f"cannot read {what} from {path}: IDX type code 0x{head[2]:02x} with {head[3]} dimensions; MNIST files hold unsigned "
+            f"bytes (0x08) in {dims} dimension{'s' if dims > 1 else ''}",
+            hint="the files must be the original IDX files (magic numbers 2049 for labels, 2051 for images)",
+        )
+    counts = struct.unpack(f">{dims}I", head[4:])
+    expected = 4 + 4 * dims + math.prod(counts)
+    size = path.stat().st_size
+    if size != expected:
+        raise RecipeError(f"cannot read {what} from {path}: it declares {counts} values ({expected} bytes with its header) but holds {size} bytes")
 
 
 def _gunzip_present(folder: Path, names: Sequence[str]) -> None:
@@ -109,11 +135,31 @@ def _download_or_explain(
     hint = f"put these files ({note}) into {folder}/: {listing}"
     if not section.download:
         raise RecipeError(f"{what} files are missing and data.download is false", hint=hint)
+    created = _missing_ancestors(folder)
     try:
         with _quiet():
             download()
     except (OSError, RuntimeError, ValueError, tarfile.TarError) as exc:  # URLError is an OSError
+        _remove_empty(created)  # a root named by mistake is left as it was found
         raise RecipeError(f"{what} files are missing in {folder} and downloading failed ({exc})", hint=hint) from None
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first (what a download creates)."""
+    missing = []
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    for p in folders:  # deepest first; a folder something was written into stays
+        try:
+            p.rmdir()
+        except OSError:
+            return
 
 
 class _quiet:

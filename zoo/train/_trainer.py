@@ -33,11 +33,19 @@ from ._overrides import dump_recipe
 from ._predict import run_info, write_run_info
 from ._recipe import Recipe
 from ._run import Run
-from ._rundir import resolve_run_dir
+from ._rundir import resolve_run_dir, write_history
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["RunInterrupted", "TrainResult", "train"]
 
 Log = Callable[[str], None]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a test's ``interrupt_after``) during a run; says whether ``--resume`` can continue it."""
+
+    def __init__(self, run_dir: Path, *, resumable: bool) -> None:
+        super().__init__(f"interrupted {'after' if resumable else 'before'} the first checkpoint of {run_dir}")
+        self.run_dir, self.resumable = run_dir, resumable
 
 
 def train(
@@ -69,10 +77,11 @@ def train(
             return _train_locked(
                 recipe, run_dir, dist=dist, resume=resume, progress=progress, log=log, interrupt_after=interrupt_after
             )
-        except KeyboardInterrupt:
-            if dist.main and (run_dir / "last.pt").is_file():
+        except KeyboardInterrupt as exc:
+            resumable = (run_dir / "last.pt").is_file()
+            if dist.main and resumable:
                 log(f"interrupted; the last complete checkpoint is {run_dir / 'last.pt'}")
-            raise
+            raise RunInterrupted(run_dir, resumable=resumable) from exc
         finally:
             lock.release()
 
@@ -123,6 +132,7 @@ def _run_locked(
         run.restore(state)
         if dist.main:  # continuing a finished run with more epochs: it is unfinished until it ends again
             (run_dir / "metrics.json").unlink(missing_ok=True)
+            write_history(run_dir, run.counters.history)  # a kill between last.pt and the history files: they catch up
         c = run.counters
         where = f"epoch {c.epoch + 1}" + (f", step {c.step_in_epoch}" if c.step_in_epoch else "")
         if dist.main:
