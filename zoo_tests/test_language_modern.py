@@ -50,3 +50,46 @@ def test_stochastic_depth_shorthand_and_bad_values(arch_dir: Writer) -> None:
     arch_dir("a.yaml", _file("  - stochastic_depth: {p: 0.1, mode: rows}\n"))
     with pytest.raises(zoo.SchemaError, match="row"):
         zoo.build("a")
+
+
+# ---------------------------------------------------------------- expression functions
+
+@pytest.mark.parametrize("value", [3.2, 8, 16 * 0.75, 24 * 0.35, 37.3, 96 * 1.1, 320 * 1.4, 1280 * 0.5, 17.0])
+@pytest.mark.parametrize("divisor", [4, 8, 16])
+def test_make_divisible_is_torchvisions(value: float, divisor: int) -> None:
+    from torchvision.models._utils import _make_divisible
+
+    from zoo._expr import evaluate
+
+    assert evaluate(f"make_divisible({value}, {divisor})", {}) == _make_divisible(value, divisor)
+    assert evaluate(f"make_divisible({value}, {divisor}, 64)", {}) == _make_divisible(value, divisor, 64)
+
+
+def test_block_index_from_sum_and_take() -> None:
+    from zoo._expr import evaluate
+
+    env = {"depths": [1, 2, 2, 3], "s": 2, "i": 1}
+    assert evaluate("sum(take(depths, s)) + i", env) == 4  # blocks before stage 2, plus this one's index
+    assert evaluate("sum(depths)", env) == 8 and evaluate("take(depths, 9)", env) == [1, 2, 2, 3]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("make_divisible(30, 0)", "positive integer divisor"),
+    ("make_divisible('a', 8)", "cannot evaluate"),
+    ("sum(3)", "sum needs a list of numbers"),
+    ("sum([1, true])", "sum needs a list of numbers"),
+    ("take([1, 2], -1)", "non-negative integer count"),
+    ("take(3, 1)", "take needs a list"),
+])
+def test_expression_functions_refuse_bad_arguments(text: str, message: str) -> None:
+    from zoo._expr import evaluate
+
+    with pytest.raises(zoo.ExpressionError, match=message):
+        evaluate(text, {})
+
+
+def test_expression_function_error_points_at_the_file(arch_dir: Writer) -> None:
+    arch_dir("a.yaml", _file('  - conv: {filters: "${make_divisible(w, 0)}", kernel: 1}\n', extra="params: {w: 10}\n"))
+    with pytest.raises(zoo.ExpressionError) as info:
+        zoo.build("a")
+    assert info.value.line == 8 and "make_divisible" in str(info.value)
