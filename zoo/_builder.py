@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._expr import interpolate, is_expression
 from ._layers import PRIMITIVES, Primitive, Shape
-from ._modules import Aux, Concat, Graph, Network, Residual
+from ._modules import Aux, Concat, Graph, LayerScale, Network, Residual
 from ._pydantic_errors import validate
 from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._yaml import YList, YMap, loc_of
@@ -437,10 +437,10 @@ class _Namespace:
     """Children of one module: explicit names kept, the others numbered by position."""
 
     def __init__(self) -> None:
-        self.children: dict[str, nn.Module] = {}
+        self.children: dict[str, nn.Module | nn.Parameter] = {}
         self.where: dict[str, Location | None] = {}
 
-    def add(self, item: Item, module: nn.Module) -> str:
+    def add(self, item: Item, module: nn.Module | nn.Parameter) -> str:
         name = item.name if item.name is not None else str(len(self.children))
         while item.name is None and name in self.children:
             name = f"{name}_"
@@ -460,7 +460,7 @@ class _Namespace:
 def _module(item: Item) -> nn.Module:
     if isinstance(item, Leaf):
         return item.primitive.make(item.spec, item.in_shape)
-    if item.kind == "seq" and not any(getattr(c, "inline", False) for c in item.parts[0]):
+    if item.kind == "seq" and not any(getattr(c, "inline", False) or _bare(c) for c in item.parts[0]):
         ns = _Namespace()
         for child in item.parts[0]:
             ns.add(child, _module(child))
@@ -476,11 +476,29 @@ def _steps(items: list[Item], ns: _Namespace) -> Any:
     for item in items:
         if isinstance(item, Group) and item.inline:
             steps.append(_plan(item, ns))
+        elif _bare(item):
+            steps.append(("mul", ns.add(item, _bare_parameter(item))))
         else:
             steps.append(ns.add(item, _module(item)))
     if not steps:
         return None
     return steps[0] if len(steps) == 1 else ("seq", tuple(steps))
+
+
+def _bare(item: Item) -> bool:
+    """A leaf whose parameter is registered on the enclosing module itself (``bare: true``)."""
+    return isinstance(item, Leaf) and bool(getattr(item.spec, "bare", False))
+
+
+def _bare_parameter(item: Item) -> nn.Parameter:
+    if item.name is None:
+        raise SchemaError(
+            f"a bare {item.primitive.name if isinstance(item, Leaf) else item.kind} needs a name: "
+            "it becomes the parameter's state_dict key", location=item.loc,
+        )
+    module = _module(item)
+    assert isinstance(module, LayerScale)  # the only primitive with a bare form
+    return module.gamma
 
 
 def _plan(group: Group, ns: _Namespace) -> Any:
@@ -539,5 +557,8 @@ def build_network(expanded: Expanded, *, device: str | torch.device | None = Non
         for item in expanded.items:
             if isinstance(item, Group) and item.inline:
                 raise SchemaError("'inline' is only meaningful inside residual, concat or seq", location=item.loc)
+            if _bare(item):
+                raise SchemaError("a bare parameter belongs to an enclosing seq, residual or concat, not the top level",
+                                  location=item.loc, hint="wrap it in a seq, or drop 'bare: true'")
             ns.add(item, _module(item))
         return Network(ns.children)
