@@ -456,6 +456,10 @@ class _Namespace:
         self.where[name] = item.loc
         return name
 
+    def modules(self) -> dict[str, nn.Module]:
+        """The children of a module that runs them in order (no bare parameters there)."""
+        return {k: m for k, m in self.children.items() if isinstance(m, nn.Module)}
+
 
 def _module(item: Item) -> nn.Module:
     if isinstance(item, Leaf):
@@ -464,7 +468,7 @@ def _module(item: Item) -> nn.Module:
         ns = _Namespace()
         for child in item.parts[0]:
             ns.add(child, _module(child))
-        return nn.Sequential(OrderedDict(ns.children))
+        return nn.Sequential(OrderedDict(ns.modules()))
     ns = _Namespace()
     plan = _plan(item, ns)
     cls: type[Graph] = {"residual": Residual, "concat": Concat, "aux": Aux}.get(item.kind, Graph)
@@ -561,4 +565,4 @@ def build_network(expanded: Expanded, *, device: str | torch.device | None = Non
                 raise SchemaError("a bare parameter belongs to an enclosing seq, residual or concat, not the top level",
                                   location=item.loc, hint="wrap it in a seq, or drop 'bare: true'")
             ns.add(item, _module(item))
-        return Network(ns.children)
+        return Network(ns.modules())
