@@ -300,7 +300,10 @@ class _Expander:
                     f"block {kind!r} has no parameter {key!r}", location=loc, path=f"{path}.{key}",
                     hint=did_you_mean(key, known) or f"its parameters: {', '.join(known) or 'none'}",
                 )
-        scope = bind_params(template.params, template.let, args, loc=loc, path=path, what=f"block {kind!r}")
+        # a block sees its input's channel count as ``in_channels`` (a declared parameter wins):
+        # inverted residuals and SE widths are computed from it
+        scope = bind_params(template.params, template.let, args, loc=loc, path=path, what=f"block {kind!r}",
+                            base={"in_channels": shape[0]})
         try:
             layers = self.expand_list(template.layers, scope, shape, f"blocks.{kind}.layers", loc_of(template.layers) or loc)
         except ZooError as exc:
@@ -421,10 +424,11 @@ def _protect_input(items: list[Item]) -> None:
 
 def bind_params(
     declared: Mapping[str, Any], let: Mapping[str, Any], given: Mapping[str, Any],
-    *, loc: Location | None, path: str, what: str,
+    *, loc: Location | None, path: str, what: str, base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Parameters in declaration order (defaults may use earlier ones), then ``let`` values."""
-    scope: dict[str, Any] = {}
+    """Parameters in declaration order (defaults may use earlier ones), then ``let`` values,
+    over ``base`` (names the builder provides)."""
+    scope: dict[str, Any] = dict(base or {})
     for key, default in declared.items():
         if key in given:
             scope[key] = given[key]
