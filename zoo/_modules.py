@@ -11,7 +11,8 @@ A plan step is one of
     ("seq", (step, ...))                      steps one after another
     ("cat", (step, ...))                      each step on the same input, concatenated on channels
     ("res", body, shortcut|None, scale, post) body(x) * scale + shortcut(x), then post
-    ("mul", "name")                           parameter ``name`` of this module times the input
+    ("mul", gate, shortcut|None, post)        gate(x) * shortcut(x), broadcast (squeeze-and-excitation)
+    ("param_mul", "name")                     parameter ``name`` of this module times the input
                                               (a bare parameter such as ConvNeXt's ``layer_scale``)
 """
 
@@ -69,9 +70,13 @@ class Graph(nn.Module):
             return x
         if kind == "cat":
             return torch.cat([self.run(branch, x) for branch in step[1]], 1)
-        if kind == "mul":
+        if kind == "param_mul":
             scale: Tensor = self._parameters[step[1]]  # type: ignore[assignment]
             return scale * x
+        if kind == "mul":  # torchvision's SqueezeExcitation order: scale = gate(x); scale * x
+            _, gate, shortcut, post = step
+            out = self.run(gate, x) * (x if shortcut is None else self.run(shortcut, x))
+            return out if post is None else self.run(post, out)
         # "res": the torchvision/timm order: body, shortcut, scaled add, post-activation
         _, body, shortcut, scale, post = step
         out = self.run(body, x)
@@ -84,7 +89,8 @@ class Graph(nn.Module):
 
 
 class Residual(Graph):
-    """``post(body(x) * scale + shortcut(x))``; shortcut defaults to identity."""
+    """``post(body(x) * scale + shortcut(x))`` or, with ``merge: mul``, ``post(body(x) * shortcut(x))``;
+    shortcut defaults to identity."""
 
 
 class Concat(Graph):

@@ -93,3 +93,88 @@ def test_expression_function_error_points_at_the_file(arch_dir: Writer) -> None:
     with pytest.raises(zoo.ExpressionError) as info:
         zoo.build("a")
     assert info.value.line == 8 and "make_divisible" in str(info.value)
+
+
+# ---------------------------------------------------------------- multiplicative gates
+
+SE_FILE = """
+  - residual:
+      name: se
+      merge: mul
+      body:
+        - adaptive_avgpool: {name: avgpool, output: 1}
+        - conv: {name: fc1, filters: 2, kernel: 1}
+        - relu: {name: activation, inplace: false}
+        - conv: {name: fc2, filters: 4, kernel: 1}
+        - hardsigmoid: {name: scale_activation, inplace: false}
+"""
+
+
+def test_squeeze_excitation_gate_is_torchvisions(arch_dir: Writer) -> None:
+    from torchvision.ops import SqueezeExcitation
+
+    arch_dir("a.yaml", _file(SE_FILE))
+    model = zoo.build("a")
+    ref = SqueezeExcitation(4, 2, scale_activation=torch.nn.Hardsigmoid)
+    model.se.load_state_dict(ref.state_dict(), strict=True)  # avgpool, fc1, activation, fc2, scale_activation
+    assert {n for n, _ in model.se.named_children()} == {n for n, _ in ref.named_children()}
+    assert zoo.count_params(model) == sum(p.numel() for p in ref.parameters()) == 2 * 4 + 2 + 4 * 2 + 4
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(model(x), ref(x))
+
+
+def test_spatial_gate_broadcasts_over_channels(arch_dir: Writer) -> None:
+    gate = "  - residual:\n      merge: mul\n      body:\n        - conv: {filters: 1, kernel: 3, padding: 1}\n        - sigmoid\n"
+    arch_dir("a.yaml", _file(gate))
+    model = zoo.build("a")
+    x = torch.randn(2, 4, 8, 8)
+    conv = model[0].get_submodule("0")
+    assert torch.allclose(model(x), torch.sigmoid(conv(x)) * x)
+
+
+def test_gate_that_does_not_broadcast_is_a_shape_error(arch_dir: Writer) -> None:
+    gate = "  - residual:\n      merge: mul\n      body:\n        - adaptive_avgpool: 1\n        - conv: {filters: 3, kernel: 1}\n"
+    arch_dir("a.yaml", _file(gate))
+    with pytest.raises(zoo.ShapeError) as info:
+        zoo.build("a")
+    assert info.value.line == 7 and "gate (body) gives (3, 1, 1), which does not broadcast onto the input (identity shortcut) (4, 8, 8)" in str(info.value)
+    arch_dir("a.yaml", _file(gate.replace("filters: 3", "filters: 4").replace("merge: mul", "merge: mul\n      scale: 0.5")))
+    with pytest.raises(zoo.SchemaError, match="'scale' only applies to merge: add"):
+        zoo.build("a")
+    arch_dir("a.yaml", _file(gate.replace("merge: mul", "merge: max")))
+    with pytest.raises(zoo.SchemaError, match="merge"):
+        zoo.build("a")
+
+
+# ---------------------------------------------------------------- activations, names, flat concat
+
+@pytest.mark.parametrize(("name", "module"), [("relu6", "ReLU6"), ("hardswish", "Hardswish"), ("hardsigmoid", "Hardsigmoid")])
+def test_hard_activations_are_torch_modules_and_act_values(arch_dir: Writer, name: str, module: str) -> None:
+    arch_dir("a.yaml", _file(f"  - {name}: {{inplace: false}}\n  - conv: {{filters: 2, kernel: 1, act: {name}}}\n"))
+    model = zoo.build("a")
+    assert type(model[0]).__name__ == module and repr(model[0]) == repr(getattr(torch.nn, module)())
+    x = torch.randn(2, 4, 8, 8) * 6
+    conv = torch.nn.Conv2d(4, 2, 1)
+    conv.load_state_dict(model[1].state_dict())
+    expected = getattr(torch.nn, module)()(conv(getattr(torch.nn, module)()(x)))
+    assert torch.allclose(model(x), expected)
+
+
+def test_names_take_any_key_character_but_dot(arch_dir: Writer) -> None:
+    arch_dir("a.yaml", _file('  - seq:\n      name: block1-0\n      layers: [{conv: {filters: 2, kernel: 1, name: "fc+1"}}]\n'))
+    assert list(zoo.build("a").state_dict()) == ["block1-0.fc+1.weight", "block1-0.fc+1.bias"]
+    arch_dir("a.yaml", _file('  - seq:\n      name: "a.b"\n      layers: [relu]\n'))
+    with pytest.raises(zoo.SchemaError, match="name"):
+        zoo.build("a")
+    arch_dir("a.yaml", _file('  - relu: {name: ""}\n'))
+    with pytest.raises(zoo.SchemaError, match="without '.'"):
+        zoo.build("a")
+
+
+def test_concat_of_flat_features(arch_dir: Writer) -> None:
+    arch_dir("a.yaml", _file("  - flatten\n  - concat:\n      branches:\n        - dense: 9\n        - [dense: 4, relu]\n"))
+    model = zoo.build("a")
+    assert model(torch.randn(3, 4, 8, 8)).shape == (3, 13)
+    arch_dir("a.yaml", _file("  - concat:\n      branches:\n        - global_avgpool\n        - conv: {filters: 2, kernel: 1}\n"))
+    with pytest.raises(zoo.ShapeError, match=r"branch 0: \(4\), branch 1: \(2, 8, 8\)"):
+        zoo.build("a")

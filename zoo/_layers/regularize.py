@@ -19,7 +19,8 @@ def _stochastic_depth_make(s: StochasticDepthSpec, shape: Shape) -> nn.Module:
     # torchvision's own module: same repr, same Bernoulli draws, so a train step matches theirs
     from torchvision.ops import StochasticDepth
 
-    return StochasticDepth(s.p, s.mode)
+    module: nn.Module = StochasticDepth(s.p, s.mode)
+    return module
 
 
 _register(Primitive(
