@@ -21,6 +21,7 @@ import zoo
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "resnext50_32x4d", "vgg11_bn", "alexnet", "googlenet",
                   "inception_v3", "inception_v4", "inception_resnet_v2", "xception"]
+DEFAULT_MODELS += ["convnext_tiny", "shufflenet_v2_x1_0", "densenet121"]  # channel plumbing, concat growth
 
 
 def reference(name: str) -> Callable[[], nn.Module]:

@@ -13,11 +13,12 @@ is allocated:
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +36,7 @@ from ._errors import (
 )
 from ._expr import interpolate, is_expression
 from ._layers import PRIMITIVES, Primitive, Shape
-from ._modules import Aux, Concat, Graph, Network, Residual
+from ._modules import Aux, Concat, Graph, LayerScale, Network, Residual
 from ._pydantic_errors import validate
 from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._yaml import YList, YMap, loc_of
@@ -46,6 +47,9 @@ DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS
 MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
 MAX_REPEAT = 10_000
 META_KEYS = ("name", "when")
+# a module name is one state_dict key component: any text but '.', which separates components
+# (torchvision's RegNet has 'block1-0'); control characters are refused as unprintable
+NAME_PATTERN = r"^[^.\x00-\x1f\x7f]+$"
 
 
 def max_params() -> int:
@@ -80,6 +84,7 @@ class Group:
     inline: bool = False
     parts: list[list[Item]] = field(default_factory=list)  # seq/aux: [items]; concat: branches; residual: [body, shortcut, post]
     scale: float = 1.0
+    merge: str = "add"  # residual only: add | mul
 
 
 Item = Leaf | Group
@@ -95,7 +100,7 @@ class Expanded:
 
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$")
+    name: str | None = Field(None, pattern=NAME_PATTERN)
     when: Any = True
 
 
@@ -109,7 +114,7 @@ class ResidualArgs(_Args):
     shortcut: list[Any] | None = None
     post: Any = None
     scale: float = 1.0
-    merge: str = Field("add", pattern="^add$")
+    merge: Literal["add", "mul"] = "add"  # mul: body is a gate multiplied onto the shortcut
     inline: bool = False
 
 
@@ -243,8 +248,11 @@ class _Expander:
         if not meta.get("when", True):
             return []
         name = meta.get("name")
-        if name is not None and (not isinstance(name, str) or not name.replace("_", "a").isalnum()):
-            raise SchemaError(f"name must be letters, digits and '_', got {name!r}", location=args_loc, path=f"{path}.{kind}.name")
+        if name is not None and (not isinstance(name, str) or not re.match(NAME_PATTERN, name)):
+            raise SchemaError(
+                f"name must be a non-empty text without '.' (it is one state_dict key component), got {name!r}",
+                location=args_loc, path=f"{path}.{kind}.name",
+            )
         if kind in PRIMITIVES:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, f"{path}.{kind}", args_loc or loc)]
         if kind in self.blocks:
@@ -292,7 +300,10 @@ class _Expander:
                     f"block {kind!r} has no parameter {key!r}", location=loc, path=f"{path}.{key}",
                     hint=did_you_mean(key, known) or f"its parameters: {', '.join(known) or 'none'}",
                 )
-        scope = bind_params(template.params, template.let, args, loc=loc, path=path, what=f"block {kind!r}")
+        # a block sees its input's channel count as ``in_channels`` (a declared parameter wins):
+        # inverted residuals and SE widths are computed from it
+        scope = bind_params(template.params, template.let, args, loc=loc, path=path, what=f"block {kind!r}",
+                            base={"in_channels": shape[0]})
         try:
             layers = self.expand_list(template.layers, scope, shape, f"blocks.{kind}.layers", loc_of(template.layers) or loc)
         except ZooError as exc:
@@ -325,7 +336,9 @@ class _Expander:
         shortcut = Expanded([], shape)
         if raw.get("shortcut"):
             shortcut = self.expand_list(raw["shortcut"], env, shape, f"{path}.shortcut", loc)
-        if body.out_shape != shortcut.out_shape:
+        if args.merge == "mul":
+            _check_gate(args, body.out_shape, shortcut.out_shape, bool(raw.get("shortcut")), loc, path)
+        elif body.out_shape != shortcut.out_shape:
             what = "shortcut" if raw.get("shortcut") else "input (identity shortcut)"
             raise ShapeError(
                 f"residual add: body gives {_fmt(body.out_shape)} but {what} gives {_fmt(shortcut.out_shape)}",
@@ -334,12 +347,12 @@ class _Expander:
             )
         _protect_input(body.items)
         _protect_input(shortcut.items)
-        post = Expanded([], body.out_shape)
+        post = Expanded([], shortcut.out_shape)
         if raw.get("post") is not None:
-            post = self.expand_list(raw["post"], env, body.out_shape, f"{path}.post", loc)
+            post = self.expand_list(raw["post"], env, shortcut.out_shape, f"{path}.post", loc)
         return [Group(
             "residual", args.name, loc, post.out_shape, inline=args.inline,
-            parts=[body.items, shortcut.items, post.items], scale=args.scale,
+            parts=[body.items, shortcut.items, post.items], scale=args.scale, merge=args.merge,
         )]
 
     def _concat(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
@@ -351,9 +364,13 @@ class _Expander:
         for branch in branches:
             _protect_input(branch.items)
         shapes = [b.out_shape for b in branches]
-        if any(len(s) != 3 or s[1:] != shapes[0][1:] for s in shapes):
+        # images join on channels with equal (H, W); flat features (F,) join end to end
+        if any(len(s) != len(shapes[0]) or len(s) not in (1, 3) or s[1:] != shapes[0][1:] for s in shapes):
             listed = ", ".join(f"branch {i}: {_fmt(s)}" for i, s in enumerate(shapes))
-            raise ShapeError(f"concat needs equal spatial sizes, got {listed}", location=loc, path=path)
+            raise ShapeError(
+                f"concat needs all branches images of equal spatial size or all flat features, got {listed}",
+                location=loc, path=path,
+            )
         out = (sum(s[0] for s in shapes), *shapes[0][1:])
         return [Group("concat", args.name, loc, out, inline=args.inline, parts=[b.items for b in branches])]
 
@@ -367,6 +384,20 @@ class _Expander:
             items.extend(inner.items)
             shape = inner.out_shape
         return items
+
+
+def _check_gate(args: ResidualArgs, gate: Shape, target: Shape, explicit: bool, loc: Location | None, path: str) -> None:
+    """A multiplicative gate broadcasts over the axes it reduced: each of its sizes is the
+    target's or 1 (squeeze-and-excitation: (C, 1, 1) onto (C, H, W); spatial attention: (1, H, W))."""
+    what = "shortcut" if explicit else "input (identity shortcut)"
+    if args.scale != 1.0:
+        raise SchemaError("residual 'scale' only applies to merge: add", location=loc, path=f"{path}.scale")
+    if len(gate) != len(target) or any(g not in (t, 1) for g, t in zip(gate, target, strict=True)):
+        raise ShapeError(
+            f"residual mul: the gate (body) gives {_fmt(gate)}, which does not broadcast onto the {what} {_fmt(target)}",
+            location=loc, path=path,
+            hint="each gate size must equal the input's or be 1 (e.g. global pooling for a channel gate)",
+        )
 
 
 def _protect_input(items: list[Item]) -> None:
@@ -393,10 +424,11 @@ def _protect_input(items: list[Item]) -> None:
 
 def bind_params(
     declared: Mapping[str, Any], let: Mapping[str, Any], given: Mapping[str, Any],
-    *, loc: Location | None, path: str, what: str,
+    *, loc: Location | None, path: str, what: str, base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Parameters in declaration order (defaults may use earlier ones), then ``let`` values."""
-    scope: dict[str, Any] = {}
+    """Parameters in declaration order (defaults may use earlier ones), then ``let`` values,
+    over ``base`` (names the builder provides)."""
+    scope: dict[str, Any] = dict(base or {})
     for key, default in declared.items():
         if key in given:
             scope[key] = given[key]
@@ -437,10 +469,10 @@ class _Namespace:
     """Children of one module: explicit names kept, the others numbered by position."""
 
     def __init__(self) -> None:
-        self.children: dict[str, nn.Module] = {}
+        self.children: dict[str, nn.Module | nn.Parameter] = {}
         self.where: dict[str, Location | None] = {}
 
-    def add(self, item: Item, module: nn.Module) -> str:
+    def add(self, item: Item, module: nn.Module | nn.Parameter) -> str:
         name = item.name if item.name is not None else str(len(self.children))
         while item.name is None and name in self.children:
             name = f"{name}_"
@@ -456,15 +488,19 @@ class _Namespace:
         self.where[name] = item.loc
         return name
 
+    def modules(self) -> dict[str, nn.Module]:
+        """The children of a module that runs them in order (no bare parameters there)."""
+        return {k: m for k, m in self.children.items() if isinstance(m, nn.Module)}
+
 
 def _module(item: Item) -> nn.Module:
     if isinstance(item, Leaf):
         return item.primitive.make(item.spec, item.in_shape)
-    if item.kind == "seq" and not any(getattr(c, "inline", False) for c in item.parts[0]):
+    if item.kind == "seq" and not any(getattr(c, "inline", False) or _bare(c) for c in item.parts[0]):
         ns = _Namespace()
         for child in item.parts[0]:
             ns.add(child, _module(child))
-        return nn.Sequential(OrderedDict(ns.children))
+        return nn.Sequential(OrderedDict(ns.modules()))
     ns = _Namespace()
     plan = _plan(item, ns)
     cls: type[Graph] = {"residual": Residual, "concat": Concat, "aux": Aux}.get(item.kind, Graph)
@@ -476,6 +512,8 @@ def _steps(items: list[Item], ns: _Namespace) -> Any:
     for item in items:
         if isinstance(item, Group) and item.inline:
             steps.append(_plan(item, ns))
+        elif _bare(item):
+            steps.append(("param_mul", ns.add(item, _bare_parameter(item))))
         else:
             steps.append(ns.add(item, _module(item)))
     if not steps:
@@ -483,11 +521,29 @@ def _steps(items: list[Item], ns: _Namespace) -> Any:
     return steps[0] if len(steps) == 1 else ("seq", tuple(steps))
 
 
+def _bare(item: Item) -> bool:
+    """A leaf whose parameter is registered on the enclosing module itself (``bare: true``)."""
+    return isinstance(item, Leaf) and bool(getattr(item.spec, "bare", False))
+
+
+def _bare_parameter(item: Item) -> nn.Parameter:
+    if item.name is None:
+        raise SchemaError(
+            f"a bare {item.primitive.name if isinstance(item, Leaf) else item.kind} needs a name: "
+            "it becomes the parameter's state_dict key", location=item.loc,
+        )
+    module = _module(item)
+    assert isinstance(module, LayerScale)  # the only primitive with a bare form
+    return module.gamma
+
+
 def _plan(group: Group, ns: _Namespace) -> Any:
     if group.kind == "concat":
         return ("cat", tuple(_steps(branch, ns) or ("seq", ()) for branch in group.parts))
     if group.kind == "residual":
         body, shortcut, post = (_steps(part, ns) for part in group.parts)
+        if group.merge == "mul":
+            return ("mul", body, shortcut, post)
         return ("res", body, shortcut, group.scale, post)
     return _steps(group.parts[0], ns) or ("seq", ())
 
@@ -539,5 +595,8 @@ def build_network(expanded: Expanded, *, device: str | torch.device | None = Non
         for item in expanded.items:
             if isinstance(item, Group) and item.inline:
                 raise SchemaError("'inline' is only meaningful inside residual, concat or seq", location=item.loc)
+            if _bare(item):
+                raise SchemaError("a bare parameter belongs to an enclosing seq, residual or concat, not the top level",
+                                  location=item.loc, hint="wrap it in a seq, or drop 'bare: true'")
             ns.add(item, _module(item))
-        return Network(ns.children)
+        return Network(ns.modules())

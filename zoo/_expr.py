@@ -26,6 +26,34 @@ _MAX_TEXT = 1000  # an expression longer than this is not an architecture parame
 
 _TEMPLATE = re.compile(r"\$\{([^{}]*)\}")
 
+
+def _make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """torchvision's ``_make_divisible`` (MobileNet, EfficientNet, RegNet widths): the nearest
+    multiple of ``divisor``, at least ``min_value``, never more than 10% below ``v``."""
+    if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor <= 0:
+        raise ValueError(f"make_divisible needs a positive integer divisor, got {divisor!r}")
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:  # rounding down must not remove more than 10%
+        new_v += divisor
+    return new_v
+
+
+def _sum(values: Any) -> Any:
+    """Sum of a list of numbers (linear in the list, which the YAML limits already bound)."""
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError("sum needs a list of numbers")
+    return sum(values)
+
+
+def _take(values: Any, n: Any) -> list[Any]:
+    """The first ``n`` items of a list: ``sum(take(depths, s))`` counts the blocks before stage ``s``."""
+    if not isinstance(values, list) or not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError("take needs a list and a non-negative integer count")
+    return values[:n]
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
@@ -35,7 +63,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len,
     "ceil": math.ceil,
     "floor": math.floor,
+    "make_divisible": _make_divisible,
+    "sum": _sum,
+    "take": _take,
 }
+
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,

@@ -26,6 +26,7 @@ INIT_SCHEMES: dict[str, Scheme | None] = {
     "xavier_uniform": nn.init.xavier_uniform_,
     "normal_0.01": lambda w: nn.init.normal_(w, 0.0, 0.01),
     "trunc_normal_0.1": lambda w: nn.init.trunc_normal_(w, 0.0, 0.1, -2.0, 2.0),
+    "trunc_normal_0.02": lambda w: nn.init.trunc_normal_(w, 0.0, 0.02, -2.0, 2.0),  # ConvNeXt
 }
 LAYER_KINDS: dict[str, type[nn.Module]] = {"conv": nn.Conv2d, "dense": nn.Linear}
 

@@ -11,6 +11,9 @@ A plan step is one of
     ("seq", (step, ...))                      steps one after another
     ("cat", (step, ...))                      each step on the same input, concatenated on channels
     ("res", body, shortcut|None, scale, post) body(x) * scale + shortcut(x), then post
+    ("mul", gate, shortcut|None, post)        gate(x) * shortcut(x), broadcast (squeeze-and-excitation)
+    ("param_mul", "name")                     parameter ``name`` of this module times the input
+                                              (a bare parameter such as ConvNeXt's ``layer_scale``)
 """
 
 from __future__ import annotations
@@ -25,13 +28,18 @@ __all__ = [
     "Aux",
     "BatchNormNoScale",
     "ChannelAffine",
+    "ChannelShuffle",
+    "ChannelSlice",
     "Concat",
     "ConvAct",
     "FixedFilter",
     "Graph",
+    "LayerNorm2d",
+    "LayerScale",
     "LinearAct",
     "Network",
     "PadSame",
+    "Permute",
     "Residual",
 ]
 
@@ -41,10 +49,13 @@ Step = Any  # str | tuple: see module docstring
 class Graph(nn.Module):
     """Children registered flat, run by a static plan."""
 
-    def __init__(self, children: dict[str, nn.Module], plan: Step) -> None:
+    def __init__(self, children: dict[str, nn.Module | nn.Parameter], plan: Step) -> None:
         super().__init__()
-        for name, module in children.items():
-            self.add_module(name, module)
+        for name, child in children.items():
+            if isinstance(child, nn.Parameter):
+                self.register_parameter(name, child)
+            else:
+                self.add_module(name, child)
         self.plan = plan
 
     def run(self, step: Step, x: Tensor) -> Tensor:
@@ -59,6 +70,13 @@ class Graph(nn.Module):
             return x
         if kind == "cat":
             return torch.cat([self.run(branch, x) for branch in step[1]], 1)
+        if kind == "param_mul":
+            scale: Tensor = self._parameters[step[1]]  # type: ignore[assignment]
+            return scale * x
+        if kind == "mul":  # torchvision's SqueezeExcitation order: scale = gate(x); scale * x
+            _, gate, shortcut, post = step
+            out = self.run(gate, x) * (x if shortcut is None else self.run(shortcut, x))
+            return out if post is None else self.run(post, out)
         # "res": the torchvision/timm order: body, shortcut, scaled add, post-activation
         _, body, shortcut, scale, post = step
         out = self.run(body, x)
@@ -71,7 +89,8 @@ class Graph(nn.Module):
 
 
 class Residual(Graph):
-    """``post(body(x) * scale + shortcut(x))``; shortcut defaults to identity."""
+    """``post(body(x) * scale + shortcut(x))`` or, with ``merge: mul``, ``post(body(x) * shortcut(x))``;
+    shortcut defaults to identity."""
 
 
 class Concat(Graph):
@@ -87,7 +106,7 @@ class Aux(Graph):
 
     output: Tensor | None
 
-    def __init__(self, children: dict[str, nn.Module], plan: Step) -> None:
+    def __init__(self, children: dict[str, nn.Module | nn.Parameter], plan: Step) -> None:
         super().__init__(children, plan)
         self.output = None
 
@@ -270,3 +289,81 @@ class FixedFilter(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight.to(x.dtype), padding=self.padding, groups=self.channels)
+
+
+# ---------------------------------------------------------------- channel plumbing
+
+class ChannelSlice(nn.Module):
+    """Channels ``start:stop`` of the input (a view; ShuffleNetV2's split of a block's input)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, self.start:self.stop]  # (N, C, ...) -> (N, stop - start, ...)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.start}:{self.stop}"
+
+
+class ChannelShuffle(nn.Module):
+    """Interleaves channel groups: torchvision's ``channel_shuffle`` op for op, so outputs match it."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w)  # (N, G, C/G, H, W)
+        x = torch.transpose(x, 1, 2).contiguous()  # (N, C/G, G, H, W)
+        return x.view(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class Permute(nn.Module):
+    """Reorders the axes of each sample (the batch axis stays first), e.g. NCHW -> NHWC."""
+
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.dims = [0, *(d + 1 for d in dims)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.permute(x, self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of an NCHW tensor, as torchvision's and timm's ``LayerNorm2d``
+    (keys weight/bias, shape (C,))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)  # back to (N, C, H, W)
+
+
+class LayerScale(nn.Module):
+    """A learnable per-channel scale, ``gamma * x`` with ``gamma`` of shape (C, 1, 1) for images or
+    (F,) for flat features, starting at ``init``.
+
+    With ``bare`` the builder registers ``gamma`` itself on the enclosing module under the node's
+    name (torchvision's ConvNeXt keeps ``features.1.0.layer_scale``) and multiplies by it in the
+    plan, so this module is only the parameter's factory there.
+    """
+
+    def __init__(self, shape: tuple[int, ...], init: float, *, bare: bool = False) -> None:
+        super().__init__()
+        self.init, self.bare = init, bare
+        self.gamma = nn.Parameter(torch.full(shape, init))
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.gamma, self.init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gamma * x

@@ -263,7 +263,7 @@ class Registry:
             reference=arch.reference,
             features=pick("features"),
             init=raw["init"] if arch.init is not None else (parent.init if parent else None),
-            weights={str(k): v for k, v in arch.weights.items()} if arch.weights else None,
+            weights={str(k): v for k, v in arch.weights.items()} if arch.weights else (parent.weights if parent else None),
             blocks={**(parent.blocks if parent else {}), **arch.blocks},
             layers=raw["layers"] if arch.layers is not None else (parent.layers if parent else []),
             abstract=arch.abstract,

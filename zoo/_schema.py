@@ -85,6 +85,10 @@ class WeightsSource(_Strict):
     """Parameters the published weights of one library need (e.g. transform_input: true)."""
 
     params: dict[str, Any] = Field(default_factory=dict)
+    rename: dict[str, str] = Field(
+        default_factory=dict,
+        description="substring replacements in the published file's keys (torchvision's DenseNet files: '.norm.1.' -> '.norm1.')",
+    )
 
 
 class BlockTemplate(_Strict):

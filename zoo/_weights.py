@@ -196,7 +196,11 @@ def fit_state_dict(model: nn.Module, state: dict[str, Tensor], report: LoadRepor
             report.adapted.append(f"{key} ({value.shape[1]} -> {want[1]} input channels)")
         else:
             report.reinitialized.append(key)
-    missing = [k for k in own if k not in state]
+    for key in own:
+        # files saved before PyTorch 0.4 lack batch norm's counter; load_state_dict would start it at 0
+        if key.endswith("num_batches_tracked") and key not in state:
+            fitted[key] = torch.zeros((), dtype=torch.long)
+    missing = [k for k in own if k not in state and k not in fitted]
     if missing:
         raise WeightsError(
             f"weights from {report.source} lack {len(missing)} of the model's keys, e.g. {', '.join(missing[:5])}; "
@@ -225,6 +229,12 @@ def _materialize_rest(model: nn.Module, device: str | torch.device) -> None:
                 reset()
 
 
+def _renamed(key: str, renames: dict[str, str]) -> str:
+    for old, new in renames.items():
+        key = key.replace(old, new)
+    return key
+
+
 def load_pretrained(
     model: nn.Module,
     spec: ArchitectureSpec,
@@ -241,6 +251,9 @@ def load_pretrained(
         origin, state = _timm_weights(target)
     else:
         origin, state = target, read_weights(target)
+    renames = spec.weights[library].rename if spec.weights and library in spec.weights else {}
+    if renames:
+        state = {_renamed(k, renames): v for k, v in state.items()}
     report = LoadReport(source=origin)
     fitted = fit_state_dict(model, state, report)
     dev = torch.device(device or "cpu")

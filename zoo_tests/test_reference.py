@@ -44,6 +44,24 @@ def _outputs(out: Any) -> list[torch.Tensor]:
     return list(out)
 
 
+@torch.no_grad()
+def _vary_constants(model: nn.Module) -> None:
+    """Draw the tensors that default initialization leaves constant (norm weights 1 and biases 0,
+    conv/linear biases 0, running statistics 0 and 1, ConvNeXt's layer scale 1e-6): with them
+    constant, a swapped, misplaced or ignored parameter would not change the outputs (a 1e-6 layer
+    scale hides the whole residual branch under the tolerance)."""
+    for value in model.state_dict().values():  # shares storage with the model
+        if not value.is_floating_point() or value.numel() < 2:
+            continue
+        low, high = torch.aminmax(value)
+        if low != high:
+            continue
+        if low == 0:
+            value.uniform_(-0.1, 0.1)
+        else:
+            value.uniform_(0.5, 1.5).mul_(torch.sign(low))
+
+
 def _buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
 
@@ -53,11 +71,17 @@ def test_same_network_as_reference(name: str, kwargs: dict[str, Any]) -> None:
     torch.manual_seed(0)
     shape = test_input_shape(name, **kwargs)
     reference = reference_model(name, **kwargs)
-    model = zoo.build(name, input_size=shape, **kwargs)
+    _vary_constants(reference)
+    # built on the meta device (no initialization: the reference's weights replace it; building
+    # and initializing ConvNeXt-Large would cost seconds) and filled by assignment
+    model = zoo.build(name, input_size=shape, device="meta", **kwargs)
     # 1. parameter count
     assert zoo.count_params(model) == sum(p.numel() for p in reference.parameters())
-    # 2. same keys and shapes, buffers included
-    model.load_state_dict(reference.state_dict(), strict=True)
+    # 2. same keys and shapes, buffers included; parameters are shared with the reference (nothing
+    # below changes them), buffers copied (the train step updates both models' statistics)
+    buffers = {k for k, _ in reference.named_buffers()}
+    state = {k: v.clone() if k in buffers else v for k, v in reference.state_dict().items()}
+    model.load_state_dict(state, strict=True, assign=True)
     x = torch.randn(2, *shape)
     # 3a. eval mode
     model.eval()

@@ -169,3 +169,23 @@ def test_googlenet_weights_switch_on_transform_input(torch_home: Path) -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=0)
+
+
+def test_densenet_weights_with_torchvisions_old_key_names(torch_home: Path) -> None:
+    """torchvision's DenseNet files predate its module names (``denselayer1.norm.1.weight``) and
+    batch norm's ``num_batches_tracked``; the file's ``rename`` maps them, the counters start at 0."""
+    import re
+
+    torch_home.mkdir(parents=True)
+    torch.manual_seed(0)
+    reference = torchvision.models.densenet121().eval()
+    old_names = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    state = {old_names.sub(r"\1.\2", k): v for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in state
+    torch.save(state, torch_home / _published_file("densenet121"))
+    model = zoo.build("densenet121", pretrained=True).eval()
+    assert not model.load_report.skipped and not model.load_report.reinitialized
+    assert int(model.features.norm5.num_batches_tracked) == 0
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=0)

@@ -52,9 +52,13 @@ ACTIVATIONS: dict[str, tuple[type[Spec], Callable[[Any], nn.Module]]] = {
     "gelu": (GeluSpec, lambda s: nn.GELU(approximate=s.approximate)),
     "silu": (InplaceSpec, lambda s: nn.SiLU(inplace=s.inplace)),
     "identity": (NoArgs, lambda s: nn.Identity()),
+    "relu6": (InplaceSpec, lambda s: nn.ReLU6(inplace=s.inplace)),
+    "hardswish": (InplaceSpec, lambda s: nn.Hardswish(inplace=s.inplace)),
+    "hardsigmoid": (InplaceSpec, lambda s: nn.Hardsigmoid(inplace=s.inplace)),
 }
 ActName = Literal[
-    "relu", "leaky_relu", "tanh", "hardtanh", "sigmoid", "softmax", "log_softmax", "gelu", "silu", "identity"
+    "relu", "leaky_relu", "tanh", "hardtanh", "sigmoid", "softmax", "log_softmax", "gelu", "silu", "identity",
+    "relu6", "hardswish", "hardsigmoid",
 ]
 
 

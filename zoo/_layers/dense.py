@@ -29,24 +29,31 @@ class DenseSpec(Spec):
     units: Pos
     bias: bool = True
     act: ActName | None = None
+    # over the last axis of any shape (nn.Linear's own rule): channels after a 'permute' to (H, W, C)
+    last_axis: bool = False
 
 
 def _dense_shape(s: DenseSpec, shape: Shape) -> Shape:
+    if s.last_axis:
+        return (*shape[:-1], s.units)
     if len(shape) != 1:
-        raise ShapeError(f"dense needs flat features (F,), got {_fmt(shape)}; add 'flatten' or a global pool before it")
+        raise ShapeError(
+            f"dense needs flat features (F,), got {_fmt(shape)}; add 'flatten' or a global pool before it "
+            "(or set last_axis: true to apply it over the last axis)"
+        )
     return (s.units,)
 
 
 def _dense_make(s: DenseSpec, shape: Shape) -> nn.Module:
     if s.act is None:
-        return nn.Linear(shape[0], s.units, bias=s.bias)
+        return nn.Linear(shape[-1], s.units, bias=s.bias)
     act = _activation(s.act)
     assert act is not None  # act names are validated by the spec
-    return LinearAct(shape[0], s.units, bias=s.bias, act=act)
+    return LinearAct(shape[-1], s.units, bias=s.bias, act=act)
 
 
 def _dense_params(s: DenseSpec, shape: Shape) -> int:
-    return shape[0] * s.units + (s.units if s.bias else 0)
+    return shape[-1] * s.units + (s.units if s.bias else 0)
 
 
 _register(Primitive("dense", DenseSpec, _dense_shape, _dense_make, primary="units", doc="fully connected", params=_dense_params))

@@ -1,4 +1,4 @@
-"""Normalization and fixed per-channel transforms: affine, batchnorm, lrn."""
+"""Normalization and fixed per-channel transforms: affine, batchnorm, lrn, layernorm, layernorm2d."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import Field
 from torch import nn
 
 from .._errors import ShapeError
-from .._modules import BatchNormNoScale, ChannelAffine
+from .._modules import BatchNormNoScale, ChannelAffine, LayerNorm2d
 from ._table import (
     Pos,
     Primitive,
@@ -17,6 +17,7 @@ from ._table import (
     _need_image,
     _none,
     _register,
+    _same_shape,
 )
 
 
@@ -83,4 +84,35 @@ _register(Primitive(
     "lrn", LrnSpec, lambda s, shape: (_need_image(shape, "lrn"), shape)[1],
     lambda s, shape: nn.LocalResponseNorm(s.size, s.alpha, s.beta, s.k), primary="size", doc="local response norm",
     params=_none,
+))
+
+
+# ---------------------------------------------------------------- layer norm
+
+class LayerNormSpec(Spec):
+    eps: Annotated[float, Field(gt=0)] = 1e-5
+    affine: bool = True  # learn a per-feature weight and bias
+
+
+def _ln_params(s: LayerNormSpec, shape: Shape) -> int:
+    return 2 * shape[-1] if s.affine else 0
+
+
+_register(Primitive(
+    "layernorm", LayerNormSpec, _same_shape,
+    lambda s, shape: nn.LayerNorm(shape[-1], eps=s.eps, elementwise_affine=s.affine),
+    doc="layer norm over the last axis (nn.LayerNorm): flat features, or channels after a permute", params=_ln_params,
+))
+
+
+def _ln2d_shape(s: LayerNormSpec, shape: Shape) -> Shape:
+    _need_image(shape, "layernorm2d")
+    return shape
+
+
+_register(Primitive(
+    "layernorm2d", LayerNormSpec, _ln2d_shape,
+    lambda s, shape: LayerNorm2d(shape[0], eps=s.eps, elementwise_affine=s.affine),
+    doc="layer norm over the channels of an image (torchvision's and timm's LayerNorm2d)",
+    params=lambda s, shape: 2 * shape[0] if s.affine else 0,
 ))
