@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 import zoo
 from zoo._builder import expand
 from zoo._registry import REGISTRY
@@ -28,3 +30,49 @@ def test_input_shape(name: str, **params: Any) -> list[int]:
 
 
 test_input_shape.__test__ = False  # type: ignore[attr-defined]  # a helper, not a pytest test
+
+
+# Above this many parameters, tests skip the (single-threaded, seconds-long) random initialization:
+# models are built on the meta device, allocated, and filled from one small random pool.
+LARGE_MODEL = 30_000_000
+
+
+def is_large(name: str) -> bool:
+    published = zoo.get_spec(name).published
+    return published is not None and published.params > LARGE_MODEL
+
+
+def fill_cheaply(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Deterministic, well-scaled values for every parameter and buffer without a per-value RNG
+    call: a 1M-value normal pool, tiled at a different offset per tensor. Weights get He scaling
+    (std sqrt(2 / fan_in)) so activations keep their size through deep ReLU networks; vectors
+    (norm scales, biases) sit near 1 and 0; batch-norm statistics start at 0 and 1."""
+    pool = torch.randn(1 << 20, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        for i, (key, t) in enumerate(model.state_dict(keep_vars=True).items()):
+            if not t.is_floating_point():
+                t.zero_()
+                continue
+            if "running_var" in key:
+                scale, shift, values = 0.1, 1.0, pool.abs()
+            elif "running_mean" in key:
+                scale, shift, values = 0.1, 0.0, pool
+            elif t.dim() > 1:
+                scale, shift, values = (2.0 / (t.numel() // t.shape[0])) ** 0.5, 0.0, pool
+            else:
+                scale, shift, values = 0.1, 1.0 if key.endswith("weight") else 0.0, pool
+            values = values.roll(-(i * 7919) % pool.numel()) * scale + shift
+            flat = t.view(-1)
+            for start in range(0, flat.numel(), values.numel()):  # tiled copies: memory speed, no RNG
+                chunk = flat[start : start + values.numel()]
+                chunk.copy_(values[: chunk.numel()])
+    return model
+
+
+def build_cheaply(name: str, **kwargs: Any) -> torch.nn.Module:
+    """``zoo.build`` without the initialization cost: meta build, allocation, :func:`fill_cheaply`."""
+    from zoo._builder import allocate
+
+    model = zoo.build(name, device="meta", **kwargs)
+    allocate(model, "cpu")
+    return fill_cheaply(model)

@@ -9,6 +9,7 @@ import zoo
 from zoo._builder import check_size, expand
 from zoo._registry import REGISTRY
 
+from .shapes import build_cheaply, is_large
 from .shapes import test_input_shape as _input_shape
 
 MODELS = zoo.list_models()
@@ -36,7 +37,7 @@ def test_forward_shape_matches_inferred_shape_and_every_parameter_gets_a_gradien
     torch.manual_seed(0)
     spec = zoo.get_spec(name)
     shape = _input_shape(name)
-    model = zoo.build(name, input_size=shape)
+    model = build_cheaply(name, input_size=shape) if is_large(name) else zoo.build(name, input_size=shape)
     model.train()
     out = model(torch.randn(2, *shape))
     logits = out[0] if isinstance(out, tuple) else out
@@ -56,7 +57,8 @@ CLASSIFIERS = [n for n in MODELS if "num_classes" in zoo.get_spec(n).params and 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_num_classes_and_in_channels_overrides(name: str) -> None:
     shape = _input_shape(name)
-    model = zoo.build(name, num_classes=3, in_channels=2, input_size=[2, *shape[1:]])
+    build = build_cheaply if is_large(name) else zoo.build
+    model = build(name, num_classes=3, in_channels=2, input_size=[2, *shape[1:]])
     model.eval()
     out = model(torch.randn(1, 2, *shape[1:]))
     assert out.shape == (1, 3)
