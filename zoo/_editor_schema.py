@@ -158,20 +158,24 @@ def _layer_defs(blocks: Mapping[str, Any], defs: dict[str, Any]) -> dict[str, An
 
 def _node(layers: dict[str, Any]) -> dict[str, Any]:
     bare = sorted(n for n, s in layers.items() if "anyOf" in s and {"type": "null"} in s["anyOf"])
+    unknown = "not a layer without arguments here: `zoo layers` lists the primitives and combinators"
+    # if/then/else rather than anyOf: an editor reports the errors of the branch the value's type
+    # selects ("Property cnov is not allowed"), not of whichever alternative fails least
     return {
         "description": "a layer: a name alone, or {type: arguments}",
-        "anyOf": [
-            {"type": "string", "enum": bare, "errorMessage": "unknown layer: `zoo layers` lists the primitives and combinators"},
-            {"type": "string", "pattern": r"^\s*\$\{", "description": "a layer type chosen by an expression"},
-            {
-                "type": "object",
-                "properties": layers,
-                "patternProperties": {r"^\s*\$\{": {}},
-                "additionalProperties": False,
-                "minProperties": 1,
-                "maxProperties": 1,
-            },
-        ],
+        "type": ["string", "object"],
+        "if": {"type": "string"},
+        "then": {"anyOf": [
+            {"enum": bare, "errorMessage": unknown},
+            {"pattern": r"^\s*\$\{", "description": "a layer type chosen by an expression", "errorMessage": unknown},
+        ]},
+        "else": {
+            "properties": layers,
+            "patternProperties": {r"^\s*\$\{": {}},
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+        },
     }
 
 
