@@ -32,6 +32,7 @@ from ._errors import (
     UnknownNameError,
     ZooError,
     did_you_mean,
+    layer_hint,
 )
 from ._expr import interpolate, is_expression
 from ._layers import PRIMITIVES, Primitive, Shape
@@ -266,11 +267,7 @@ class _Expander:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, f"{path}.{kind}", args_loc or loc)]
         if kind in self.blocks:
             return self._block(kind, args, name, env, shape, f"{path}.{kind}", args_loc or loc)
-        raise UnknownNameError(
-            f"unknown layer or block {kind!r}",
-            location=loc, path=path,
-            hint=did_you_mean(kind, self._known()) or "see zoo.list_layers() for primitives",
-        )
+        raise UnknownNameError(f"no layer or block {kind!r}", location=loc, path=path, hint=layer_hint(kind, self._known()))
 
     def _count(self, loc: Location | None) -> None:
         self.count += 1

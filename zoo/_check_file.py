@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._errors import Location, SchemaError, UnknownNameError, ZooError, did_you_mean
+from ._errors import Location, SchemaError, UnknownNameError, ZooError, did_you_mean, layer_hint
 from ._layers import PRIMITIVES
 from ._yaml import load_yaml, loc_of
 
@@ -85,8 +85,7 @@ def _walk(nodes: Any, path: str, known: set[str], errors: list[ZooError]) -> Non
             continue
         if kind not in known:
             errors.append(UnknownNameError(
-                f"unknown layer or block {kind!r}", location=loc_of(nodes, i), path=here,
-                hint=did_you_mean(kind, known) or "",
+                f"no layer or block {kind!r}", location=loc_of(nodes, i), path=here, hint=layer_hint(kind, known),
             ))
             continue
         args = node[kind] if isinstance(node, dict) else None

@@ -45,7 +45,8 @@ def pattern_words(pattern: str) -> str:
     """A regular expression of the simple kinds the schema uses, in words."""
     alternatives = re.fullmatch(r"\^\(?([\w|]+)\)?\$", pattern)
     if alternatives:
-        return "one of " + ", ".join(repr(a) for a in alternatives.group(1).split("|"))
+        words = [repr(a) for a in alternatives.group(1).split("|")]
+        return words[0] if len(words) == 1 else "one of " + ", ".join(words)
     name = re.fullmatch(r"\^(?:\[([^\]]+)\])?\[([^\]]+)\][*+]\$", pattern)
     if name:
         first, rest = name.groups()
@@ -109,8 +110,8 @@ def describe(schema: dict[str, Any], root: dict[str, Any] | None = None) -> str:
         return _items(schema, root)
     if kind == "string" and "pattern" in schema:
         return pattern_words(schema["pattern"])
-    if kind == "object" and schema.get("title") and "properties" in schema:
-        return f"a mapping ({schema['title']})"
+    if kind == "object" and schema.get("properties"):
+        return "a mapping of " + ", ".join(schema["properties"])
     if isinstance(kind, str) and kind in _TYPES:
         bounds = _bounds(schema)
         return _TYPES[kind] + (f" {bounds}" if bounds else "")

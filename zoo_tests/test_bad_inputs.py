@@ -52,6 +52,21 @@ def test_bad_input_gives_the_expected_error(path: Path) -> None:
     assert first.line == line, str(first)
     assert text in str(first)
     assert str(first).startswith(f"{first.file}:{first.line}:{first.column}: ")
+    _in_the_zoos_words(errors)
+
+
+PYDANTIC_WORDING = ("should be a valid", "should be", "constrained-", "after validation", "pattern", "input should",
+                    "literal[", "tuple[", "value error", "type=", "pydantic", "_type", "union")
+
+
+def _in_the_zoos_words(errors: list[zoo.ZooError]) -> None:
+    """No pydantic internals ('should be a valid integer', 'constrained-int', '^add$'); hints punctuated."""
+    for err in errors:
+        text = str(err).split(": ", 1)[1].lower()  # the file name may contain anything
+        assert not [w for w in PYDANTIC_WORDING if w in text], str(err)
+        assert "^" not in text and "$'" not in text, str(err)
+        if err.hint:
+            assert str(err).rstrip().endswith((".", "?", "!", ")")), str(err)
 
 
 def test_zoo_validate_prints_every_error_of_a_file(tmp_path: Path) -> None:
