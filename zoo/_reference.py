@@ -147,7 +147,10 @@ def language_markdown() -> str:
     from ._words import pattern_words
 
     layers = list_layers()
-    parts = [_INTRO.format(model_name=pattern_words(NAME_PATTERN))]
+    from ._expr import FUNCTIONS
+
+    functions = ", ".join(f"`{f}`" for f in sorted(FUNCTIONS))
+    parts = [_INTRO.format(model_name=pattern_words(NAME_PATTERN), functions=functions)]
     for kind, title in (("primitive", "Primitives"), ("combinator", "Combinators")):
         parts.append(f"## {title}\n")
         for info in (i for i in layers if i.kind == kind):
@@ -155,7 +158,7 @@ def language_markdown() -> str:
                 f" Shorthand: `- {info.name}: VALUE` sets `{info.shorthand}`." if info.shorthand else ""
             ) + "\n")
             if not info.arguments:
-                parts.append("No arguments: `- " + info.name + "`.\n")
+                parts.append(f"No arguments: `- {info.name}`.\n")
                 continue
             parts.append("| argument | type | default | meaning |\n|---|---|---|---|")
             for a in info.arguments:
@@ -177,8 +180,10 @@ list. Each entry of a layer list is a *node*:
 - a mapping with one key, the layer type, and its arguments: `- conv: {{filters: 32, kernel: 3, act: relu}}`;
 - a shorthand, where a layer has one main argument: `- maxpool: 2` is `- maxpool: {{kernel: 2}}`.
 
-Any value may be a `${{...}}` expression over the file's `params` and `let` values (numbers,
-`+ - * / // %`, parentheses, `min`/`max`): `filters: "${{planes * 4}}"`. Nothing in a file executes code.
+Any value may be a `${{...}}` expression over the file's `params` and `let` values: numbers,
+`+ - * / // % **`, comparisons, `and`/`or`/`not`, `a if c else b`, lists and indexing, and the
+functions {functions}. Example: `filters: "${{planes * 4}}"`. A string with text around `${{...}}`
+(`"layer${{i + 1}}"`) is a string. Nothing in a file executes code.
 
 Every node also takes `name:` (letters, digits and `_`; it becomes the module's name and so its
 `state_dict` key) and `when:` (the node is built only when it is true). Unnamed nodes are numbered
