@@ -81,6 +81,7 @@ class Group:
     inline: bool = False
     parts: list[list[Item]] = field(default_factory=list)  # seq/aux: [items]; concat: branches; residual: [body, shortcut, post]
     scale: float = 1.0
+    block: str | None = None  # the block template it came from (what ``zoo draw`` shows collapsed)
 
 
 Item = Leaf | Group
@@ -317,8 +318,10 @@ class _Expander:
         if len(items) == 1 and not items[0].inline:
             if name is not None:
                 items[0].name = name
+            if isinstance(items[0], Group):
+                items[0].block = kind
             return items
-        return [Group("seq", name, loc, layers.out_shape, parts=[items])]
+        return [Group("seq", name, loc, layers.out_shape, parts=[items], block=kind)]
 
     # -- combinators
 

@@ -127,3 +127,25 @@ def test_cli_layers_schema_output_and_closed_pipe(tmp_path: Path) -> None:
     shell = f"{sys.executable} -m zoo schema | head -c 10 >/dev/null"
     piped = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
     assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr, piped.stderr
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn_v1", "resnet50", "inception_v3"])
+def test_draw_writes_a_diagram_naming_every_top_level_layer(name: str, tmp_path: Path) -> None:
+    from zoo._draw import draw
+
+    svg = draw(name, tmp_path / f"{name}.svg")
+    text = svg.read_text()
+    assert text.startswith("<?xml") and "<svg" in text
+    children = [n for n, _ in zoo.build(name, device="meta").named_children()]
+    assert children and all(f">{child}: " in text for child in children), [c for c in children if f">{c}: " not in text]
+    out_shape = "(10)" if name == "mnist_cnn_v1" else "(1000)"
+    assert f">{out_shape}<" in text  # the last node's output shape
+
+
+def test_cli_draw_png_and_its_errors(tmp_path: Path) -> None:
+    out = _zoo("draw", "mnist_cnn_v1", "--depth", "2", "--output", str(tmp_path / "m.png"))
+    assert out.returncode == 0 and (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = _zoo("draw", "mnist_cnn_v1", "--output", str(tmp_path / "m.pdf"))
+    assert out.returncode == 2 and "writes .svg or .png" in out.stderr
+    out = _zoo("draw", "mnist_cnn_v", "--output", str(tmp_path / "m.svg"))
+    assert out.returncode == 2 and "did you mean 'mnist_cnn_v1'?" in out.stderr
