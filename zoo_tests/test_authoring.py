@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -76,6 +77,15 @@ def test_schema_requires_what_the_registry_requires(validator: jsonschema.Draft7
     assert not list(validator.iter_errors({"name": "m", "extends": "mnist_cnn_v1", "published": {"params": 1, "source": "s"}}))
     assert not list(validator.iter_errors({"name": "t", "abstract": True}))
     assert not list(validator.iter_errors({"kind": "blocks", "blocks": {"b": {"layers": ["relu"]}}}))
+
+
+def test_blocks_from_zoo_path_are_in_the_schema(arch_dir: Callable[[str, str], Path]) -> None:
+    arch_dir("lib.yaml", "kind: blocks\nblocks:\n  wide:\n    params: {w: required, k: 3}\n    layers:\n"
+                         "      - conv: {filters: '${w}', kernel: '${k}'}\n")
+    validator = jsonschema.Draft7Validator(zoo.architecture_schema())
+    assert not _problems(validator, HEAD + "layers:\n  - wide: {w: 8}\n  - wide: {w: 8, k: 5, name: x}\n")
+    assert _problems(validator, HEAD + "layers:\n  - wide: {k: 5}\n")  # w is required
+    assert _problems(validator, HEAD + "layers:\n  - wide: {w: 8, kk: 5}\n")  # misspelt parameter
 
 
 def test_a_new_primitive_appears_in_the_schema_and_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
