@@ -152,9 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in _DELEGATED:
-            return _DELEGATED[argv[0]](argv[1:])
-        args = _parser().parse_args(argv)
-        return int(args.func(args))
+            code = _DELEGATED[argv[0]](argv[1:])
+        else:
+            args = _parser().parse_args(argv)
+            code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
     except ZooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
