@@ -31,6 +31,7 @@ from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._api import build
+    from ._reference import list_layers
     from ._registry import get_spec, list_models, register_dir
     from ._schema import architecture_schema
     from ._summary import count_params, summary
@@ -54,6 +55,7 @@ __all__ = [
     "build",
     "count_params",
     "get_spec",
+    "list_layers",
     "list_models",
     "register_dir",
     "summary",
@@ -63,6 +65,7 @@ __all__ = [
 _LAZY = {
     "build": "._api",
     "get_spec": "._registry",
+    "list_layers": "._reference",
     "list_models": "._registry",
     "register_dir": "._registry",
     "architecture_schema": "._schema",

@@ -33,6 +33,7 @@ from ._errors import (
     UnknownNameError,
     ZooError,
     did_you_mean,
+    layer_hint,
 )
 from ._expr import interpolate, is_expression
 from ._layers import PRIMITIVES, Primitive, Shape
@@ -41,7 +42,7 @@ from ._pydantic_errors import validate
 from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._yaml import YList, YMap, loc_of
 
-__all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "check_size", "expand", "leaf_params", "leaves", "max_params"]
+__all__ = ["COMBINATOR_ARGS", "DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "check_size", "expand", "leaf_params", "leaves", "max_params"]
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS or max_params=
 MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
@@ -85,6 +86,7 @@ class Group:
     parts: list[list[Item]] = field(default_factory=list)  # seq/aux: [items]; concat: branches; residual: [body, shortcut, post]
     scale: float = 1.0
     merge: str = "add"  # residual only: add | mul
+    block: str | None = None  # the block template it came from (what ``zoo draw`` shows collapsed)
 
 
 Item = Leaf | Group
@@ -105,32 +107,49 @@ class _Args(BaseModel):
 
 
 class SeqArgs(_Args):
+    """Layers in sequence, one named module (``stage`` is the same, for readability)."""
+
     layers: list[Any] = Field(min_length=1)
     inline: bool = False
 
 
 class ResidualArgs(_Args):
+    """body(x) merged with shortcut(x) (identity when absent), then the optional post layers."""
+
     body: list[Any] = Field(min_length=1)
     shortcut: list[Any] | None = None
     post: Any = None
-    scale: float = 1.0
-    merge: Literal["add", "mul"] = "add"  # mul: body is a gate multiplied onto the shortcut
+    scale: float = Field(1.0, description="factor on the body's output before the merge (Inception-ResNet)")
+    merge: Literal["add", "mul"] = Field("add", description="add: body + shortcut; mul: body is a gate multiplied onto the shortcut")
     inline: bool = False
 
 
 class ConcatArgs(_Args):
+    """Parallel branches on the same input, concatenated along channels."""
+
     branches: list[Any] = Field(min_length=1)
     inline: bool = False
 
 
 class RepeatArgs(_Args):
+    """The layers n times in a row, with the index bound to ``as`` (default ``i``)."""
+
     n: int = Field(ge=0, le=MAX_REPEAT)
     as_: str = Field("i", alias="as", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     layers: list[Any] = Field(min_length=1)
 
 
 class AuxArgs(_Args):
+    """An auxiliary head: its output is returned in training mode, the main path goes on."""
+
     layers: list[Any] = Field(min_length=1)
+
+
+# combinator name -> its arguments (the language reference and the JSON Schema read this table;
+# a test keeps it equal to the combinators _Expander dispatches on)
+COMBINATOR_ARGS: dict[str, type[_Args]] = {
+    "seq": SeqArgs, "stage": SeqArgs, "residual": ResidualArgs, "concat": ConcatArgs, "repeat": RepeatArgs, "aux": AuxArgs,
+}
 
 
 _LAYER_FIELDS = {"layers", "body", "shortcut", "post", "branches"}  # evaluated lazily, in scope
@@ -257,11 +276,7 @@ class _Expander:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, f"{path}.{kind}", args_loc or loc)]
         if kind in self.blocks:
             return self._block(kind, args, name, env, shape, f"{path}.{kind}", args_loc or loc)
-        raise UnknownNameError(
-            f"unknown layer or block {kind!r}",
-            location=loc, path=path,
-            hint=did_you_mean(kind, self._known()) or "see zoo.list_layers() for primitives",
-        )
+        raise UnknownNameError(f"no layer or block {kind!r}", location=loc, path=path, hint=layer_hint(kind, self._known()))
 
     def _count(self, loc: Location | None) -> None:
         self.count += 1
@@ -314,8 +329,10 @@ class _Expander:
         if len(items) == 1 and not items[0].inline:
             if name is not None:
                 items[0].name = name
+            if isinstance(items[0], Group):
+                items[0].block = kind
             return items
-        return [Group("seq", name, loc, layers.out_shape, parts=[items])]
+        return [Group("seq", name, loc, layers.out_shape, parts=[items], block=kind)]
 
     # -- combinators
 

@@ -1,27 +1,35 @@
-"""``zoo validate FILE``: every error of a file, not only the first (the command behind it).
+"""``zoo validate FILE``: every independent error of a file in one run (the command behind it).
 
-Three passes, each run only if the previous found nothing (a later pass would repeat the
-earlier errors in worse words): the file's structure (every pydantic error), a static walk over all
-layer nodes (unknown layer types and argument keys everywhere, blocks included), and finally a
-full build of the architecture with shape inference.
+Independent errors are collected together: every pydantic error of the file's structure, every
+missing key the registry requires, and a static walk over all layer nodes (blocks and combinators
+included) that reports unknown layer types, unknown or mistyped arguments and block parameters
+wherever the values are written out (a ``${...}`` value is checked when the file is built). Only
+a file clean on all of those is built, with shape inference, since a shape error after a wrong
+argument would only repeat it in worse words. Paths in messages are the ones the user gave.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._errors import Location, SchemaError, UnknownNameError, ZooError, did_you_mean
-from ._layers import PRIMITIVES
+from ._errors import Location, SchemaError, UnknownNameError, ZooError, did_you_mean, layer_hint
+from ._expr import is_expression
 from ._yaml import load_yaml, loc_of
 
 __all__ = ["validate_file"]
 
-_COMBINATOR_LISTS = {"seq": ("layers",), "stage": ("layers",), "aux": ("layers",), "repeat": ("layers",),
-                     "residual": ("body", "shortcut", "post"), "concat": ("branches",)}
+META_KEYS = ("name", "when")
+_NODE_LISTS = ("layers", "body", "shortcut", "post")  # combinator fields holding layers
+_NESTED = ("branches",)  # combinator fields holding a list of layer lists
+_ALWAYS = ("name", "published")  # what the registry requires of a concrete file
+_UNLESS_INHERITED = ("description", "source", "input", "layers")
 
 
 def validate_file(path: Path) -> list[ZooError]:
+    """Every error found in the file, located as ``path`` was given (empty when it is valid)."""
     try:
         raw = load_yaml(path)
         if not isinstance(raw, dict):
@@ -30,10 +38,36 @@ def validate_file(path: Path) -> list[ZooError]:
                 location=loc_of(raw) or Location(str(path), 1, 1),
             )
         if "model" in raw and "layers" not in raw:
-            return _validate_recipe(path, raw)
-        return _validate_architecture(path, raw)
+            errors = _validate_recipe(path, raw)
+        else:
+            errors = _validate_architecture(path, raw)
     except ZooError as exc:
-        return exc.all_errors
+        errors = exc.all_errors
+    errors = sorted(_without_echoes(errors), key=lambda e: (e.line or 0, e.column or 0))
+    return [_as_given(err, path) for err in errors]
+
+
+def _without_echoes(errors: list[ZooError]) -> list[ZooError]:
+    """A misspelt key also leaves the right one missing: report the cause ('filtres'; did you mean
+    'filters'?) and not its echo ('missing filters'), so one mistake is one error."""
+    suggested = {
+        (e.path.rpartition(".")[0], e.hint.removeprefix("did you mean ").rstrip("?"))
+        for e in errors if isinstance(e, UnknownNameError) and e.hint.startswith("did you mean ")
+    }
+    def echo(e: ZooError) -> bool:
+        parent, _, key = e.path.rpartition(".")
+        return not isinstance(e, UnknownNameError) and (parent, repr(key)) in suggested
+    return [e for e in errors if not echo(e)]
+
+
+def _as_given(err: ZooError, path: Path) -> ZooError:
+    """Locations in the file itself carry the path as the user wrote it, not the resolved one."""
+    absolute = str(path.resolve())
+    if err.location is not None and err.location.file != str(path) and Path(err.location.file).resolve() == path.resolve():
+        err.location = dataclasses.replace(err.location, file=str(path))
+    err.notes = [note.replace(absolute, str(path)) for note in err.notes]
+    err.args = (err._render(),)
+    return err
 
 
 def _validate_recipe(path: Path, raw: Any) -> list[ZooError]:
@@ -66,57 +100,160 @@ def _validate_recipe(path: Path, raw: Any) -> list[ZooError]:
 def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
     from ._registry import REGISTRY
 
-    parsed = REGISTRY.parse_file(path)  # pydantic pass: raises with all errors attached
-    blocks = {**REGISTRY.blocks()}
-    if parsed.library is not None:
-        blocks.update(parsed.library.blocks)
-    if parsed.arch is not None:
-        blocks.update(parsed.arch.blocks)
     errors: list[ZooError] = []
-    known = set(PRIMITIVES) | set(_COMBINATOR_LISTS) | set(blocks)
-    lists: list[tuple[Any, str]] = [(raw.get("layers"), "layers")]
-    for bname, block in (raw.get("blocks") or {}).items():
+    parsed = None
+    try:
+        parsed = REGISTRY.parse_file(path)  # pydantic pass: every structural error at once
+    except ZooError as exc:
+        errors.extend(exc.all_errors)
+    errors.extend(_missing_keys(path, raw, {e.path for e in errors}))
+    blocks: dict[str, Any] = {**REGISTRY.blocks()}
+    if parsed is not None:
+        blocks.update((parsed.library or parsed.arch).blocks)  # type: ignore[union-attr]
+    own_blocks = raw.get("blocks") if isinstance(raw.get("blocks"), dict) else {}
+    walker = _Walker(blocks, set(own_blocks), errors)
+    walker.walk(raw.get("layers"), "layers")
+    for bname, block in own_blocks.items():
         if isinstance(block, dict):
-            lists.append((block.get("layers"), f"blocks.{bname}.layers"))
-    for nodes, where in lists:
-        _walk(nodes, where, known, errors)
-    if errors or parsed.arch is None or parsed.arch.abstract:
+            walker.walk(block.get("layers"), f"blocks.{bname}.layers")
+    if errors or parsed is None or parsed.arch is None or parsed.arch.abstract:
         return errors
     _build_once(path, parsed.arch.name)
     return []
 
 
-def _walk(nodes: Any, path: str, known: set[str], errors: list[ZooError]) -> None:
-    if not isinstance(nodes, list):
-        return
-    for i, node in enumerate(nodes):
-        here = f"{path}[{i}]"
-        kind = node if isinstance(node, str) else next(iter(node)) if isinstance(node, dict) and len(node) == 1 else None
-        if kind is None or "${" in kind:
-            continue
-        if kind not in known:
-            errors.append(UnknownNameError(
-                f"unknown layer or block {kind!r}", location=loc_of(nodes, i), path=here,
-                hint=did_you_mean(kind, known) or "",
+def _missing_keys(path: Path, raw: Any, reported: set[str]) -> list[ZooError]:
+    """Every key the registry requires that the file lacks (not only the first)."""
+    if raw.get("kind") == "blocks" or raw.get("abstract") is True:
+        return []
+    wanted = [*_ALWAYS, *(() if "extends" in raw else _UNLESS_INHERITED)]
+    where = loc_of(raw) or Location(str(path), 1, 1)
+    return [
+        SchemaError(f"missing required key {key!r}", location=where, path=key)
+        for key in wanted if key not in raw and key not in reported
+    ]
+
+
+class _Walker:
+    """Static checks of layer nodes: names, argument keys and literal argument values."""
+
+    def __init__(self, blocks: Mapping[str, Any], own_blocks: set[str], errors: list[ZooError]) -> None:
+        from ._builder import COMBINATOR_ARGS
+        from ._layers import PRIMITIVES
+
+        self.primitives = PRIMITIVES
+        self.combinators = COMBINATOR_ARGS
+        self.blocks = blocks
+        self.known = set(PRIMITIVES) | set(COMBINATOR_ARGS) | set(blocks) | own_blocks
+        self.errors = errors
+
+    def walk(self, nodes: Any, path: str) -> None:
+        if isinstance(nodes, (str, dict)):
+            nodes = [nodes]
+        if not isinstance(nodes, list):
+            return
+        for i, node in enumerate(nodes):
+            self.node(node, nodes, i, f"{path}[{i}]")
+
+    def node(self, node: Any, nodes: Any, i: int, here: str) -> None:
+        if isinstance(node, str):
+            kind, args = node, None
+        elif isinstance(node, dict) and len(node) == 1:
+            kind, args = next(iter(node.items()))
+        else:
+            return  # the builder explains malformed nodes
+        if not isinstance(kind, str) or is_expression(kind):
+            return
+        if kind not in self.known:
+            self.errors.append(UnknownNameError(
+                f"no layer or block {kind!r}", location=loc_of(nodes, i), path=here, hint=layer_hint(kind, self.known),
             ))
-            continue
-        args = node[kind] if isinstance(node, dict) else None
-        prim = PRIMITIVES.get(kind)
-        if prim is not None and isinstance(args, dict):
-            fields = set(prim.spec.model_fields) | {"name", "when"}
-            for key in args:
-                if key not in fields:
-                    errors.append(UnknownNameError(
-                        f"{kind} has no argument {key!r}", location=loc_of(args, key), path=f"{here}.{kind}.{key}",
-                        hint=did_you_mean(key, fields) or f"its arguments: {', '.join(sorted(prim.spec.model_fields))}",
-                    ))
-        for field in _COMBINATOR_LISTS.get(kind, ()):
-            sub = args.get(field) if isinstance(args, dict) else None
-            if field == "branches" and isinstance(sub, list):
-                for j, branch in enumerate(sub):
-                    _walk(branch if isinstance(branch, list) else [branch], f"{here}.{kind}.branches[{j}]", known, errors)
-            else:
-                _walk(sub if isinstance(sub, list) else [sub] if sub else [], f"{here}.{kind}.{field}", known, errors)
+            return
+        loc = loc_of(node, kind) if isinstance(node, dict) else loc_of(nodes, i)
+        check: Callable[[str, Any, str, Location | None], None] | None = None
+        if kind in self.combinators:
+            check = self.combinator
+        elif kind in self.primitives:
+            check = self.primitive
+        elif kind in self.blocks:
+            check = self.block
+        if check is not None:
+            check(kind, args, f"{here}.{kind}", loc)
+
+    def primitive(self, kind: str, args: Any, path: str, loc: Location | None) -> None:
+        prim = self.primitives[kind]
+        if args is not None and not isinstance(args, dict):
+            if prim.primary is None or is_expression(args):
+                return  # the builder words a shorthand on a layer without one
+            args = {prim.primary: args}
+        self._check_args(prim.spec, args or {}, path, loc, what=kind)
+
+    def combinator(self, kind: str, args: Any, path: str, loc: Location | None) -> None:
+        if not isinstance(args, dict):
+            return
+        self._check_args(self.combinators[kind], args, path, loc, what=kind)
+        for field in _NODE_LISTS:
+            if field in args:
+                self.walk(args[field], f"{path}.{field}")
+        for field in _NESTED:
+            if isinstance(args.get(field), list):
+                for j, branch in enumerate(args[field]):
+                    self.walk(branch, f"{path}.{field}[{j}]")
+
+    def block(self, kind: str, args: Any, path: str, loc: Location | None) -> None:
+        from ._schema import REQUIRED
+
+        params = self.blocks[kind].params
+        given = args if isinstance(args, dict) else {}
+        for key in given:
+            if key not in params and key not in META_KEYS:
+                self.errors.append(UnknownNameError(
+                    f"block {kind!r} has no parameter {key!r}", location=loc_of(given, key), path=f"{path}.{key}",
+                    hint=did_you_mean(key, params) or f"its parameters: {', '.join(params) or 'none'}",
+                ))
+        for key, default in params.items():
+            if isinstance(default, str) and default == REQUIRED and key not in given:
+                self.errors.append(SchemaError(f"block {kind!r} needs parameter {key!r}", location=loc, path=f"{path}.{key}"))
+
+    def _check_args(self, model: Any, args: dict[str, Any], path: str, loc: Location | None, *, what: str) -> None:
+        """Validate the written-out values; keys holding expressions or nested layers wait for the build."""
+        from ._pydantic_errors import validate
+
+        fields = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+        for key in args:
+            if key not in fields and key not in META_KEYS:
+                self.errors.append(UnknownNameError(
+                    f"{what} has no argument {key!r}", location=loc_of(args, key), path=f"{path}.{key}",
+                    hint=did_you_mean(key, fields) or f"its arguments: {', '.join(sorted(fields - set(META_KEYS)))}",
+                ))
+        deferred = {k for k, v in args.items() if _has_expression(v)}
+        written = {k: v for k, v in args.items() if k in fields and k not in deferred}
+        try:
+            validate(model, _located_like(args, written), prefix=[path], location=loc)
+        except ZooError as exc:
+            self.errors.extend(e for e in exc.all_errors if not _about(e, path, deferred))
+
+
+def _has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_expression(value)
+    if isinstance(value, list):
+        return any(_has_expression(v) for v in value)
+    return False
+
+
+def _located_like(original: Any, subset: dict[str, Any]) -> Any:
+    """``subset`` keeping the key locations of ``original`` (so errors point at the file)."""
+    from ._yaml import YMap
+
+    out = YMap(subset, loc=loc_of(original))
+    out.key_locs = getattr(original, "key_locs", {})
+    return out
+
+
+def _about(err: ZooError, path: str, keys: set[str]) -> bool:
+    """Whether an error is about one of ``keys`` (left out because they hold expressions)."""
+    return any(err.path == f"{path}.{k}" or err.path.startswith(f"{path}.{k}.") for k in keys)
 
 
 def _build_once(path: Path, name: str) -> None:

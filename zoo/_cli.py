@@ -1,14 +1,15 @@
-"""The ``zoo`` command: list, summary, schema, validate, train, evaluate, visualize, predict."""
+"""The ``zoo`` command: list, summary, schema, layers, draw, validate, train, evaluate, visualize, predict."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._errors import ZooError
+from ._errors import RegistryError, ZooError
 
 __all__ = ["main", "summary_main"]
 
@@ -47,9 +48,39 @@ def _schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(architecture_schema(), indent=2)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        _write(Path(args.output), text + "\n")
     else:
         print(text)
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    if not path.parent.is_dir():
+        raise RegistryError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    path.write_text(text)
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from ._reference import format_layers, list_layers
+
+    layers = [info for info in list_layers() if args.name is None or info.name == args.name]
+    if not layers:
+        from ._errors import UnknownNameError, layer_hint
+
+        known = [info.name for info in list_layers()]
+        raise UnknownNameError(f"no layer {args.name!r}", hint=layer_hint(args.name, known))
+    print(format_layers(layers))
+    return 0
+
+
+def _draw(args: argparse.Namespace) -> int:
+    from ._draw import draw
+
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise RegistryError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    draw(args.name, out, depth=args.depth)
+    print(f"wrote {out}")
     return 0
 
 
@@ -105,6 +136,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="JSON Schema of architecture files (for editors)")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=_schema)
+    p = sub.add_parser("layers", help="the language reference: every primitive and combinator with its arguments")
+    p.add_argument("name", nargs="?", default=None, help="one layer only")
+    p.set_defaults(func=_layers)
+    p = sub.add_parser("draw", help="the network as a diagram (SVG or PNG) with each node's output shape")
+    p.add_argument("name", help="registered model name")
+    p.add_argument("-o", "--output", required=True, help="FILE.svg or FILE.png")
+    p.add_argument("--depth", type=int, default=1, help="levels of blocks to open (default 1: the top-level layers)")
+    p.set_defaults(func=_draw)
     p = sub.add_parser("validate", help="check architecture or recipe files; print every error as file:line:col")
     p.add_argument("paths", nargs="+")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -118,12 +157,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in _DELEGATED:
-            return _DELEGATED[argv[0]](argv[1:])
-        args = _parser().parse_args(argv)
-        return int(args.func(args))
+            code = _DELEGATED[argv[0]](argv[1:])
+        else:
+            args = _parser().parse_args(argv)
+            code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
     except ZooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (``zoo schema | head``): stop quietly, as cat does; point stdout at
+        # devnull so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
 
 
 def summary_main(argv: Sequence[str] | None = None) -> int:

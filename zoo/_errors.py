@@ -18,7 +18,6 @@ terminals can jump to the place.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,7 +34,10 @@ __all__ = [
     "UnknownNameError",
     "WeightsError",
     "ZooError",
+    "closest",
     "did_you_mean",
+    "layer_hint",
+    "typo_distance",
 ]
 
 
@@ -97,7 +99,9 @@ class ZooError(Exception):
         where = f"{self.path}: " if self.path else ""
         text = f"{head}{where}{self.message}"
         if self.hint:
-            text += f" {self.hint}"
+            sep = "" if self.message.endswith((";", ":", ".", "?")) else ";"
+            hint = self.hint if self.hint.endswith((".", "?", "!", ")")) else self.hint + "."
+            text += f"{sep} {hint}"
         for note in self.notes:
             text += f"\n  {note}"
         return text
@@ -146,7 +150,72 @@ class CheckpointError(ZooError):
     """A checkpoint that is truncated, corrupted, unsafe or in use."""
 
 
+def typo_distance(a: str, b: str) -> int:
+    """Edits between two names (insert, delete, replace, swap two neighbours), case ignored."""
+    a, b = a.lower(), b.lower()
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def _typo_limit(name: str) -> int:
+    # a typo is one slip in a short word, two in a longer one; 'se' is not a typo of 'seq' nor
+    # 'add' of 'pad' (short names are whole words, and a different word is a different thing)
+    n = len(name)
+    return 0 if n <= 3 else 1 if n <= 5 else 2 if n <= 9 else 3
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice within a typo's distance of ``name`` (the nearest, then alphabetical), or None."""
+    name = str(name)
+    scored = sorted((typo_distance(name, c), c) for c in set(choices) if c != name)
+    if scored and scored[0][0] <= _typo_limit(name):
+        return scored[0][1]
+    return None
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """'did you mean 'x'?' for the closest choice, or '' when nothing is close."""
-    matches = difflib.get_close_matches(str(name), sorted(set(choices)), n=1, cutoff=0.6)
-    return f"did you mean {matches[0]!r}?" if matches else ""
+    """'did you mean 'x'?' for a choice within a typo's distance, or '' when nothing is that close."""
+    match = closest(name, choices)
+    return f"did you mean {match!r}?" if match else ""
+
+
+def layer_hint(name: str, known: Iterable[str]) -> str:
+    """The hint after "no layer or block 'x';": a did-you-mean for a typo, a warning when the name
+    is itself a different function (torch's ``ReLU6`` is not ``relu``: following the suggestion
+    would quietly change the network), else where the names are listed."""
+    known = set(known)
+    alias = _TORCH_NAMES.get(_plain(name))
+    if alias in known:
+        return f"that is torch's name; the zoo calls it {alias!r}."
+    match = closest(name, known)
+    if match is None:
+        return "`zoo layers` lists the primitives and combinators."
+    if _plain(match) != _plain(name) and _is_torch_layer(name):
+        return f"{match!r} is the closest, but it is a different function."
+    return f"did you mean {match!r}?"
+
+
+# torch.nn class names (lowercase) of primitives the zoo names otherwise
+_TORCH_NAMES = {
+    "conv2d": "conv", "linear": "dense", "maxpool2d": "maxpool", "avgpool2d": "avgpool", "batchnorm2d": "batchnorm",
+    "batchnorm1d": "batchnorm", "adaptiveavgpool2d": "adaptive_avgpool", "adaptivemaxpool2d": "adaptive_maxpool",
+    "zeropad2d": "pad", "localresponsenorm": "lrn",
+}
+
+
+def _plain(name: str) -> str:
+    return name.lower().replace("_", "")
+
+
+def _is_torch_layer(name: str) -> bool:
+    import torch.nn  # only on this error path; the builder has loaded it already
+
+    return any(attr.lower() == _plain(name) for attr in dir(torch.nn) if attr[:1].isupper())

@@ -155,8 +155,8 @@ class ArchitectureSpec:
 
 
 def architecture_schema() -> dict[str, Any]:
-    """JSON Schema of an architecture file, generated from the pydantic models."""
-    schema = ArchitectureFile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "zoo architecture file"
-    return schema
+    """JSON Schema of an architecture file for editors: every layer node typed from the primitive
+    table, the combinators and the registered block templates (see ``zoo/_editor_schema.py``)."""
+    from ._editor_schema import editor_schema
+
+    return editor_schema()

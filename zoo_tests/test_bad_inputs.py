@@ -52,6 +52,21 @@ def test_bad_input_gives_the_expected_error(path: Path) -> None:
     assert first.line == line, str(first)
     assert text in str(first)
     assert str(first).startswith(f"{first.file}:{first.line}:{first.column}: ")
+    _in_the_zoos_words(errors)
+
+
+PYDANTIC_WORDING = ("should be a valid", "should be", "constrained-", "after validation", "pattern", "input should",
+                    "literal[", "tuple[", "value error", "type=", "pydantic", "_type", "union")
+
+
+def _in_the_zoos_words(errors: list[zoo.ZooError]) -> None:
+    """No pydantic internals ('should be a valid integer', 'constrained-int', '^add$'); hints punctuated."""
+    for err in errors:
+        text = str(err).split(": ", 1)[1].lower()  # the file name may contain anything
+        assert not [w for w in PYDANTIC_WORDING if w in text], str(err)
+        assert "^" not in text and "$'" not in text, str(err)
+        if err.hint:
+            assert str(err).rstrip().endswith((".", "?", "!", ")")), str(err)
 
 
 def test_zoo_validate_prints_every_error_of_a_file(tmp_path: Path) -> None:
@@ -74,3 +89,50 @@ def test_every_shipped_file_validates() -> None:
     recipes = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
     for path in [*shipped, *recipes]:
         assert validate_file(path) == [], path
+
+
+FIVE_MISTAKES = """\
+name: five_mistakes
+description: d
+source: s
+input: [1, 28, 28]
+published: {params: 0, source: s}
+cnofig: 1
+layers:
+  - cnov: {filters: 8, kernel: 3}
+  - conv: {filtres: 8, kernel: 3}
+  - conv: {filters: many, kernel: 3}
+  - dense: {units: 10, act: rleu}
+  - flatten
+"""
+
+
+def test_five_independent_mistakes_give_five_errors_in_one_run(tmp_path: Path) -> None:
+    (tmp_path / "five.yaml").write_text(FIVE_MISTAKES)
+    out = subprocess.run([sys.executable, "-m", "zoo", "validate", "five.yaml"], capture_output=True, text=True, cwd=tmp_path)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 5, out.stdout + out.stderr
+    assert [ln.split(": ", 1)[0] for ln in lines] == ["five.yaml:6:1", "five.yaml:8:5", "five.yaml:9:12", "five.yaml:10:12", "five.yaml:11:24"]
+    assert "'cnofig'" in lines[0] and "did you mean 'conv'?" in lines[1] and "did you mean 'filters'?" in lines[2]
+    assert "expected an integer > 0, got 'many'" in lines[3] and "got 'rleu'; did you mean 'relu'?" in lines[4]
+
+
+def test_every_missing_key_and_every_bad_argument_inside_blocks_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: m\nlayers:\n  - residual:\n      body: [{conv: {filters: 8, kernel: 3, stride: '${s}'}}, {maxpol: 2}]\n"
+        "  - concat: {branches: [[relu], [{dense: {units: -1}}]]}\n  - bottleneck: {plains: 4}\n"
+    )
+    errors = validate_file(path)
+    assert [(e.path, e.line) for e in errors] == [
+        ("published", 1), ("description", 1), ("source", 1), ("input", 1),
+        ("layers[0].residual.body[1]", 4), ("layers[1].concat.branches[1][0].dense.units", 5),
+        ("layers[2].bottleneck.plains", 6),
+    ], [str(e) for e in errors]
+
+
+def test_paths_are_reported_as_given(tmp_path: Path) -> None:
+    """Errors found while building (shapes, inside blocks) name the file as the user did."""
+    name = "arch_error_inside_block_names_call_site.yaml"
+    out = subprocess.run([sys.executable, "-m", "zoo", "validate", name], capture_output=True, text=True, cwd=CORPUS)
+    assert out.stdout.startswith(f"{name}:") and str(CORPUS) not in out.stdout, out.stdout

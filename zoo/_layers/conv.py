@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Literal
 
+from pydantic import Field
 from torch import nn
 
 from .._errors import ShapeError
@@ -176,7 +177,7 @@ _register(Primitive("separable_conv", SeparableSpec, _sep_shape, _sep_make, prim
 
 
 class FilterSpec(Spec):
-    kernel: str | list[str]
+    kernel: str | list[str] = Field(description="name of a fixed 3x3 kernel, or a list of names (one output group each)")
     padding: Literal["valid", "same"] = "same"
 
 

@@ -22,8 +22,8 @@ from ._table import (
 
 
 class AffineSpec(Spec):
-    scale: list[float]  # per channel
-    shift: list[float]
+    scale: list[float] = Field(description="per-channel factor, one value per input channel")
+    shift: list[float] = Field(description="per-channel value added after scaling")
 
 
 def _affine_shape(s: AffineSpec, shape: Shape) -> Shape:

@@ -66,8 +66,8 @@ def _adaptive_shape(s: AdaptiveSpec, shape: Shape) -> Shape:
     return (c, *_pair(s.output))
 
 
-_register(Primitive("adaptive_avgpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveAvgPool2d(s.output), primary="output", params=_none))
-_register(Primitive("adaptive_maxpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveMaxPool2d(s.output), primary="output", params=_none))
+_register(Primitive("adaptive_avgpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveAvgPool2d(s.output), primary="output", doc="average pooling to a fixed output size", params=_none))
+_register(Primitive("adaptive_maxpool", AdaptiveSpec, _adaptive_shape, lambda s, shape: nn.AdaptiveMaxPool2d(s.output), primary="output", doc="max pooling to a fixed output size", params=_none))
 
 
 def _global_shape(s: NoArgs, shape: Shape) -> Shape:
