@@ -291,6 +291,8 @@ REGISTRY = Registry()
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; ``pattern`` is a shell glob such as ``"resnet*"``."""
+    if pattern is not None and not isinstance(pattern, str):
+        raise RegistryError(f"pattern must be a string such as 'resnet*', got {type(pattern).__name__}")
     return REGISTRY.list_models(pattern)
 
 
