@@ -51,11 +51,13 @@ DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS
 # elements of one layer's input, output or working buffer for ONE sample (1 GiB of float32);
 # ResNet-50 at 1024x1024 needs 17M. Raise with ZOO_MAX_ACTIVATION or max_activation=
 DEFAULT_MAX_ACTIVATION = 2**28
-MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
+MAX_LAYERS = 40_000  # leaves after expanding repeats and blocks; the largest real file has 699
 MAX_REPEAT = 10_000
-# nodes visited while expanding, leaves or not: 10,000 x 10,000 nodes that ``when:`` removes, or
-# empty groups, cost time without adding leaves. Inception-ResNet-v2 visits about 4,000.
-MAX_WORK = 200_000
+# nodes and layer lists visited while expanding, leaves or not: 10,000 x 10,000 nodes that
+# ``when:`` removes, or empty groups, cost time without adding leaves. The largest real file
+# (Inception-ResNet-v2) does about 3,000 units of work; a combinator costs 3 (it validates its
+# arguments), a primitive or a list 1.
+MAX_WORK = 100_000
 MAX_NESTING = 100  # layer lists inside layer lists, blocks included; real files stay under 15
 META_KEYS = ("name", "when")
 # names a child module cannot take: nn.Module's own attributes (``training``, ``forward``, ...)
@@ -244,6 +246,7 @@ class _Expander:
         if not isinstance(nodes, list):
             raise SchemaError(f"expected a list of layers, got {type(nodes).__name__}", location=loc, path=path)
         self.depth += 1
+        self._work(loc, path)
         try:
             if self.depth > MAX_NESTING:
                 raise SchemaError(
@@ -272,6 +275,14 @@ class _Expander:
                     self.errors.append(exc)
             return []  # the node is dropped; the shape flows on unchanged
 
+    def _work(self, loc: Location | None, path: str, units: int = 1) -> None:
+        self.work += units
+        if self.work > MAX_WORK:
+            raise SizeLimitError(
+                f"architecture expansion visits more than {MAX_WORK:,} layer nodes and lists (nested repeats?)",
+                location=loc, path=path,
+            )
+
     def _when(self, value: Any, loc: Location | None, path: str) -> bool:
         if not isinstance(value, bool):
             raise SchemaError(
@@ -282,12 +293,7 @@ class _Expander:
         return value
 
     def expand_node(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        self.work += 1
-        if self.work > MAX_WORK:
-            raise SizeLimitError(
-                f"architecture expansion visits more than {MAX_WORK:,} layer nodes (nested repeats?)",
-                location=loc, path=path,
-            )
+        self._work(loc, path)
         kind, args = self._split(raw, loc, path)
         if is_expression(kind):
             kind = str(self._value(kind, env, loc, path))
@@ -295,6 +301,7 @@ class _Expander:
         if kind in self.combinators:
             if not _is_map(args):
                 raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=f"{path}.{kind}")
+            self._work(loc, path, 2)
             args = self._value(args, env, args_loc, f"{path}.{kind}")
             if not self._when(args.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
                 return []
@@ -370,14 +377,18 @@ class _Expander:
                 location=loc, path=path, hint="a recursive block needs a parameter that changes and a 'when:' that ends it",
             )
         self.calls.append(call)
+        collected = len(self.errors or [])
+        note = f"in block {kind!r} used at {loc or '?'} ({path})"
         try:
             layers = self.expand_list(template.layers, scope, shape, f"blocks.{kind}.layers", loc_of(template.layers) or loc)
         except ZooError as exc:
             if exc.location is None or exc.location != loc:
-                _add_context(exc, f"in block {kind!r} used at {loc or '?'} ({path})")
+                _add_context(exc, note)
             raise
         finally:
             self.calls.pop()
+            for exc in (self.errors or [])[collected:]:  # errors collected inside this use
+                _add_context(exc, note)
         items = layers.items
         if len(items) == 1 and not items[0].inline:
             if name is not None:

@@ -176,6 +176,8 @@ class Registry:
         path = path.resolve()
         other = Registry()
         other._extra_dirs = [d for d in self.dirs() if d != path.parent]  # its siblings may be broken
+        with self._lock:
+            other._cache = dict(self._cache)  # parsed files, keyed by stamp: reuse, do not re-parse
         with other._lock:
             other._refresh()
             parsed = other._parse(path)
