@@ -149,6 +149,7 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
             ) from None
     if len(text) > MAX_BYTES:
         raise SchemaError(f"file is larger than {MAX_BYTES} bytes", location=Location(file, 1, 1))
+    _check_flow_depth(text, file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.reader.ReaderError as exc:  # a NUL or other control character: no mark, a position
@@ -172,6 +173,29 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
         raise SchemaError(f"nesting deeper than {MAX_DEPTH} levels", location=_too_deep(file, text)) from None
     except yaml.YAMLError as exc:  # a scalar the resolvers reject (e.g. a bad timestamp)
         raise SchemaError(f"invalid YAML value: {exc}", location=Location(file, 1, 1)) from None
+
+
+def _check_flow_depth(text: str, file: str) -> None:
+    """Flow brackets nested past MAX_DEPTH, found in one linear pass: PyYAML's scanner is
+    quadratic in flow depth (a 5,000-deep ``[[[...]]]`` takes seconds) before its composer's
+    recursion fails. Quoted text and comments are skipped; a bracket inside a plain scalar is
+    counted, which only matters for a value holding 64 unclosed brackets."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return  # every real file: nothing to scan
+    depth = 0
+    quote = ""
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote or (ch == "\n" and quote == "#"):
+                quote = ""
+        elif ch in "'\"" or (ch == "#" and (i == 0 or text[i - 1] in " \t\n")):
+            quote = "#" if ch == "#" else ch
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SchemaError(f"nesting deeper than {MAX_DEPTH} levels", location=_position(file, text, i))
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
 
 
 def _codepoint(character: int | str) -> int:

@@ -183,4 +183,6 @@ def test_size_limit_refuses_before_allocating(arch_dir: Writer) -> None:
     arch_dir("a.yaml", _arch("a", "  - flatten\n  - dense: 1000000000\n  - dense: 1000\n"))
     with pytest.raises(zoo.SizeLimitError, match="above the limit"):
         zoo.build("a")
-    assert zoo.count_params(zoo.build("a", device="meta", max_params=10**13)) > 10**12
+    with pytest.raises(zoo.SizeLimitError, match="elements per sample"):  # its 1e9 outputs, next
+        zoo.build("a", device="meta", max_params=10**13)
+    assert zoo.count_params(zoo.build("a", device="meta", max_params=10**13, max_activation=10**9)) > 10**12
