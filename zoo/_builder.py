@@ -387,8 +387,8 @@ class _Expander:
             raise
         finally:
             self.calls.pop()
-            for exc in (self.errors or [])[collected:]:  # errors collected inside this use
-                _add_context(exc, note)
+            for found in (self.errors or [])[collected:]:  # errors collected inside this use
+                _add_context(found, note)
         items = layers.items
         if len(items) == 1 and not items[0].inline:
             if name is not None:
@@ -562,9 +562,9 @@ def expand(
         _note_input(exc, spec, input_shape)
         raise
     finally:
-        for exc in collect or []:
-            if isinstance(exc, ShapeError):
-                _note_input(exc, spec, input_shape)
+        for found in collect or []:
+            if isinstance(found, ShapeError):
+                _note_input(found, spec, input_shape)
 
 
 def _note_input(exc: ZooError, spec: ArchitectureSpec, input_shape: Shape) -> None:
