@@ -21,6 +21,7 @@ def resolve_params(spec: ArchitectureSpec, num_classes: int | None, in_channels:
     """Caller's overrides checked against the declared parameters; the input shape to build for."""
     given = dict(params)
     if num_classes is not None:
+        _positive_int("num_classes", num_classes)
         if "num_classes" not in spec.params:
             raise UnknownNameError(f"{spec.name!r} has no 'num_classes' parameter", location=None, path="params")
         given["num_classes"] = num_classes
@@ -33,10 +34,48 @@ def resolve_params(spec: ArchitectureSpec, num_classes: int | None, in_channels:
             )
     shape = list(spec.input)
     if in_channels is not None:
-        if len(shape) != 3 or not isinstance(in_channels, int) or in_channels <= 0:
+        if len(shape) != 3 or not _is_int(in_channels) or in_channels <= 0:
             raise SchemaError(f"in_channels must be a positive int for an image model, got {in_channels!r}")
         shape[0] = in_channels
     return given, shape
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(what: str, value: Any) -> int:
+    if not _is_int(value) or value <= 0:
+        raise SchemaError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_device(device: Any) -> torch.device | None:
+    """A device the caller named, refused early and clearly: a typo or a GPU this machine lacks."""
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise SchemaError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise SchemaError(f"unknown device {device!r}: {exc}", hint="expected 'cpu', 'cuda', 'cuda:0', 'mps' or 'meta'") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise SchemaError(f"device {device!r} is not available on this machine (CUDA devices: {torch.cuda.device_count()})")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SchemaError(f"device {device!r} is not available on this machine")
+    return dev
+
+
+def check_input_size(input_size: Any, like: Sequence[int] | None) -> list[int]:
+    """``input_size`` as a list of positive ints, as long as ``like`` (any of 1 to 3 without one)."""
+    want = f"{len(like)} positive ints like {list(like)}" if like is not None else "1 to 3 positive ints (C, H, W)"
+    if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
+        raise SchemaError(f"input_size must be {want}, got {input_size!r}")
+    size_ok = len(input_size) == len(like) if like is not None else 1 <= len(input_size) <= 3
+    if not size_ok or not all(_is_int(v) and v > 0 for v in input_size):
+        raise SchemaError(f"input_size must be {want}, got {list(input_size)!r}")
+    return list(input_size)
 
 
 def build(
@@ -50,6 +89,7 @@ def build(
     out_indices: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     max_params: int | None = None,
+    max_activation: int | None = None,
     **params: Any,
 ) -> nn.Module:
     """Build a registered architecture into a plain ``torch.nn.Module`` that returns logits.
@@ -59,17 +99,24 @@ def build(
     ``device="meta"`` builds without allocating (for loading weights with ``assign=True``).
     ``features_only=True`` returns the backbone's feature maps at the file's ``features:`` points
     (``out_indices`` selects some); ``model.feature_info`` gives their channels and strides.
+    ``max_params``/``max_activation`` raise the limits on parameters and on the elements of one
+    layer's tensors per sample (defaults 2e9 and 2**28; ``ZOO_MAX_PARAMS``/``ZOO_MAX_ACTIVATION``).
     """
+    if max_params is not None:
+        _positive_int("max_params", max_params)
+    if max_activation is not None:
+        _positive_int("max_activation", max_activation)
+    if not isinstance(features_only, bool):
+        raise SchemaError(f"features_only must be true or false, got {features_only!r}")
+    device = check_device(device)
     spec = REGISTRY.get_spec(name)
     given, shape = resolve_params(spec, num_classes, in_channels, params)
     if input_size is not None:
-        if len(input_size) != len(shape) or not all(isinstance(v, int) and v > 0 for v in input_size):
-            raise SchemaError(f"input_size must be {len(shape)} positive ints like {spec.input}, got {list(input_size)}")
-        shape = list(input_size)
+        shape = check_input_size(input_size, spec.input)
     model: nn.Module
     if pretrained is None or pretrained is False:
         expanded = REGISTRY.expand(spec, given, tuple(shape))
-        model = build_network(expanded, device=device, limit=max_params)
+        model = build_network(expanded, device=device, limit=max_params, activation_limit=max_activation)
         if spec.init and not (device is not None and torch.device(device).type == "meta"):
             from ._init import apply_init
 
@@ -82,7 +129,7 @@ def build(
         needs = (spec.weights or {}).get(library)
         given = {**(needs.params if needs else {}), **given}
         expanded = REGISTRY.expand(spec, given, tuple(shape))
-        model = build_network(expanded, device="meta", limit=max_params)
+        model = build_network(expanded, device="meta", limit=max_params, activation_limit=max_activation)
         model = load_pretrained(model, spec, pretrained, device=device)
     if features_only:
         from ._features import features_only as extract

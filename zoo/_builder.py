@@ -12,16 +12,17 @@ is allocated:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from ._errors import (
@@ -37,30 +38,56 @@ from ._errors import (
 )
 from ._expr import interpolate, is_expression
 from ._layers import PRIMITIVES, Primitive, Shape
+from ._layers._table import Strict
 from ._modules import Aux, Concat, Graph, LayerScale, Network, Residual
 from ._pydantic_errors import validate
 from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._yaml import YList, YMap, loc_of
 
-__all__ = ["COMBINATOR_ARGS", "DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "check_size", "expand", "leaf_params", "leaves", "max_params"]
+__all__ = [
+    "COMBINATOR_ARGS", "DEFAULT_MAX_ACTIVATION", "DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network",
+    "check_size", "expand", "leaf_params", "leaves", "max_activation", "max_params",
+]
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS or max_params=
-MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
+# elements of one layer's input, output or working buffer for ONE sample (1 GiB of float32);
+# ResNet-50 at 1024x1024 needs 17M. Raise with ZOO_MAX_ACTIVATION or max_activation=
+DEFAULT_MAX_ACTIVATION = 2**28
+MAX_LAYERS = 40_000  # leaves after expanding repeats and blocks; the largest real file has 699
 MAX_REPEAT = 10_000
+# nodes and layer lists visited while expanding, leaves or not: 10,000 x 10,000 nodes that
+# ``when:`` removes, or empty groups, cost time without adding leaves. The largest real file
+# (Inception-ResNet-v2) does about 3,000 units of work; a combinator costs 3 (it validates its
+# arguments), a primitive or a list 1.
+MAX_WORK = 100_000
+MAX_NESTING = 100  # layer lists inside layer lists, blocks included; real files stay under 15
 META_KEYS = ("name", "when")
 # a module name is one state_dict key component: any text but '.', which separates components
 # (torchvision's RegNet has 'block1-0'); control characters are refused as unprintable
 NAME_PATTERN = r"^[^.\x00-\x1f\x7f]+$"
+# names a child module cannot take: nn.Module's own attributes (``training``, ``forward``, ...)
+_RESERVED = frozenset(dir(Aux({}, None))) | frozenset(dir(Network({})))
+
+
+def _limit_from_env(var: str, default: int) -> int:
+    raw = os.environ.get(var)
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+    except (ValueError, OverflowError):
+        raise SchemaError(f"{var} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SchemaError(f"{var} must be positive, got {raw!r}")
+    return value
 
 
 def max_params() -> int:
-    raw = os.environ.get("ZOO_MAX_PARAMS")
-    if not raw:
-        return DEFAULT_MAX_PARAMS
-    try:
-        return int(float(raw))
-    except ValueError:
-        raise SchemaError(f"ZOO_MAX_PARAMS must be a number, got {raw!r}") from None
+    return _limit_from_env("ZOO_MAX_PARAMS", DEFAULT_MAX_PARAMS)
+
+
+def max_activation() -> int:
+    return _limit_from_env("ZOO_MAX_ACTIVATION", DEFAULT_MAX_ACTIVATION)
 
 
 # ---------------------------------------------------------------- the expanded tree
@@ -100,8 +127,7 @@ class Expanded:
 
 # ---------------------------------------------------------------- combinator arguments
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Args(Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN)
     when: Any = True
 
@@ -152,6 +178,9 @@ COMBINATOR_ARGS: dict[str, type[_Args]] = {
 }
 
 
+_A = TypeVar("_A", bound=_Args)
+
+
 _LAYER_FIELDS = {"layers", "body", "shortcut", "post", "branches"}  # evaluated lazily, in scope
 
 
@@ -170,6 +199,12 @@ class _Expander:
         self.blocks = blocks
         self.file = file
         self.count = 0
+        self.work = 0
+        self.depth = 0
+        self.calls: list[tuple[str, str]] = []  # blocks being expanded, with their arguments
+        # ``zoo validate``: collect errors and go on; after the first error shapes are unreliable,
+        # so only errors that do not depend on shapes are collected from then on
+        self.errors: list[ZooError] | None = None
         self.combinators: dict[str, Callable[..., list[Item]]] = {
             "seq": self._seq,
             "stage": self._seq,
@@ -234,16 +269,55 @@ class _Expander:
             nodes = YList([nodes], loc=loc_of(nodes) or loc)
         if not isinstance(nodes, list):
             raise SchemaError(f"expected a list of layers, got {type(nodes).__name__}", location=loc, path=path)
-        items: list[Item] = []
-        for i, raw in enumerate(nodes):
-            node_loc = loc_of(nodes, i) or loc
-            new = self.expand_node(raw, env, shape, f"{path}[{i}]", node_loc)
-            for item in new:
-                shape = item.out_shape
-            items.extend(new)
-        return Expanded(items, shape)
+        self.depth += 1
+        self._work(loc, path)
+        try:
+            if self.depth > MAX_NESTING:
+                raise SchemaError(
+                    f"layers nested more than {MAX_NESTING} levels deep (blocks and combinators inside each other)",
+                    location=loc, path=path,
+                )
+            items: list[Item] = []
+            for i, raw in enumerate(nodes):
+                node_loc = loc_of(nodes, i) or loc
+                new = self._expand_or_collect(raw, env, shape, f"{path}[{i}]", node_loc)
+                for item in new:
+                    shape = item.out_shape
+                items.extend(new)
+            return Expanded(items, shape)
+        finally:
+            self.depth -= 1
+
+    def _expand_or_collect(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
+        if self.errors is None:
+            return self.expand_node(raw, env, shape, path, loc)
+        try:
+            return self.expand_node(raw, env, shape, path, loc)
+        except (SchemaError, ShapeError) as exc:  # size and nesting limits still stop the walk
+            if not self.errors or not isinstance(exc, ShapeError):
+                if not any(e.location == exc.location and e.message == exc.message for e in self.errors):
+                    self.errors.append(exc)
+            return []  # the node is dropped; the shape flows on unchanged
+
+    def _work(self, loc: Location | None, path: str, units: int = 1) -> None:
+        self.work += units
+        if self.work > MAX_WORK:
+            raise SizeLimitError(
+                f"architecture expansion visits more than {MAX_WORK:,} layer nodes and lists (nested repeats?)",
+                location=loc, path=path,
+            )
+
+    def _when(self, value: Any, loc: Location | None, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise SchemaError(
+                f"'when' must be true or false (or an expression giving one), got {value!r}",
+                location=loc, path=f"{path}.when",
+                hint="write a comparison such as ${stride != 1}" if isinstance(value, (int, float, str)) else "",
+            )
+        return value
 
     def expand_node(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
+        self._work(loc, path)
         kind, args = self._split(raw, loc, path)
         if is_expression(kind):
             kind = str(self._value(kind, env, loc, path))
@@ -251,8 +325,9 @@ class _Expander:
         if kind in self.combinators:
             if not _is_map(args):
                 raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=f"{path}.{kind}")
+            self._work(loc, path, 2)
             args = self._value(args, env, args_loc, f"{path}.{kind}")
-            if not args.get("when", True):
+            if not self._when(args.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
                 return []
             return self.combinators[kind](args, env, shape, f"{path}.{kind}", loc)
         meta: dict[str, Any] = {}
@@ -264,14 +339,11 @@ class _Expander:
             args = rest
         elif args is not None:
             args = self._value(args, env, args_loc, f"{path}.{kind}")
-        if not meta.get("when", True):
+        if not self._when(meta.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
             return []
         name = meta.get("name")
-        if name is not None and (not isinstance(name, str) or not re.match(NAME_PATTERN, name)):
-            raise SchemaError(
-                f"name must be a non-empty text without '.' (it is one state_dict key component), got {name!r}",
-                location=args_loc, path=f"{path}.{kind}.name",
-            )
+        if name is not None:
+            _check_name(name, loc_of(args, "name") or args_loc, f"{path}.{kind}.name")
         if kind in PRIMITIVES:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, f"{path}.{kind}", args_loc or loc)]
         if kind in self.blocks:
@@ -319,12 +391,27 @@ class _Expander:
         # inverted residuals and SE widths are computed from it
         scope = bind_params(template.params, template.let, args, loc=loc, path=path, what=f"block {kind!r}",
                             base={"in_channels": shape[0]})
+        call = (kind, repr(sorted(scope.items(), key=lambda kv: kv[0])) + repr(shape))
+        if call in self.calls:
+            # the same block with the same arguments and input expands the same way forever
+            chain = " -> ".join([k for k, _ in self.calls[self.calls.index(call):]] + [kind])
+            raise SchemaError(
+                f"block {kind!r} uses itself with the same arguments: a cycle ({chain})",
+                location=loc, path=path, hint="a recursive block needs a parameter that changes and a 'when:' that ends it",
+            )
+        self.calls.append(call)
+        collected = len(self.errors or [])
+        note = f"in block {kind!r} used at {loc or '?'} ({path})"
         try:
             layers = self.expand_list(template.layers, scope, shape, f"blocks.{kind}.layers", loc_of(template.layers) or loc)
         except ZooError as exc:
             if exc.location is None or exc.location != loc:
-                exc.add_context(f"in block {kind!r} used at {loc or '?'} ({path})")
+                _add_context(exc, note)
             raise
+        finally:
+            self.calls.pop()
+            for found in (self.errors or [])[collected:]:  # errors collected inside this use
+                _add_context(found, note)
         items = layers.items
         if len(items) == 1 and not items[0].inline:
             if name is not None:
@@ -336,20 +423,31 @@ class _Expander:
 
     # -- combinators
 
+    def _args(self, model: type[_A], raw: Any, path: str, loc: Location | None) -> _A:
+        args = validate(model, raw, prefix=[path], location=loc)
+        if args.name is not None:
+            _check_name(args.name, loc_of(raw, "name") or loc, f"{path}.name")
+        return args
+
     def _seq(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = validate(SeqArgs, raw, prefix=[path], location=loc)
+        args = self._args(SeqArgs, raw, path, loc)
         inner = self.expand_list(raw["layers"], env, shape, f"{path}.layers", loc)
         return [Group("seq", args.name, loc, inner.out_shape, inline=args.inline, parts=[inner.items])]
 
     def _aux(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = validate(AuxArgs, raw, prefix=[path], location=loc)
+        args = self._args(AuxArgs, raw, path, loc)
         inner = self.expand_list(raw["layers"], env, shape, f"{path}.layers", loc)
         _protect_input(inner.items)
         return [Group("aux", args.name, loc, shape, parts=[inner.items])]
 
     def _residual(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = validate(ResidualArgs, raw, prefix=[path], location=loc)
+        args = self._args(ResidualArgs, raw, path, loc)
         body = self.expand_list(raw["body"], env, shape, f"{path}.body", loc)
+        if not list(leaves(body.items)):
+            raise SchemaError(
+                "residual body is empty: every layer of it is dropped by 'when:'",
+                location=loc, path=f"{path}.body", hint="put the 'when:' on the residual itself",
+            )
         shortcut = Expanded([], shape)
         if raw.get("shortcut"):
             shortcut = self.expand_list(raw["shortcut"], env, shape, f"{path}.shortcut", loc)
@@ -373,7 +471,7 @@ class _Expander:
         )]
 
     def _concat(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = validate(ConcatArgs, raw, prefix=[path], location=loc)
+        args = self._args(ConcatArgs, raw, path, loc)
         branches = [
             self.expand_list(b, env, shape, f"{path}.branches[{i}]", loc_of(raw["branches"], i) or loc)
             for i, b in enumerate(raw["branches"])
@@ -392,7 +490,7 @@ class _Expander:
         return [Group("concat", args.name, loc, out, inline=args.inline, parts=[b.items for b in branches])]
 
     def _repeat(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = validate(RepeatArgs, raw, prefix=[path], location=loc)
+        args = self._args(RepeatArgs, raw, path, loc)
         if args.name is not None:
             raise SchemaError("repeat has no name; name the layers it repeats or wrap it in a seq", location=loc, path=path)
         items: list[Item] = []
@@ -414,6 +512,31 @@ def _check_gate(args: ResidualArgs, gate: Shape, target: Shape, explicit: bool, 
             f"residual mul: the gate (body) gives {_fmt(gate)}, which does not broadcast onto the {what} {_fmt(target)}",
             location=loc, path=path,
             hint="each gate size must equal the input's or be 1 (e.g. global pooling for a channel gate)",
+        )
+
+
+_MAX_CONTEXT = 10  # a recursive block would otherwise add one line per level
+
+
+def _add_context(exc: ZooError, note: str) -> None:
+    if note in exc.notes:
+        return
+    if len(exc.notes) == _MAX_CONTEXT:
+        exc.add_context("... (further enclosing blocks left out)")
+    if len(exc.notes) <= _MAX_CONTEXT:
+        exc.add_context(note)
+
+
+def _check_name(name: Any, loc: Location | None, path: str) -> None:
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+        raise SchemaError(
+            f"name must be a non-empty text without '.' (it is one state_dict key component), got {name!r}",
+            location=loc, path=path,
+        )
+    if name in _RESERVED:
+        raise SchemaError(
+            f"name {name!r} is an attribute of torch.nn.Module and cannot name a layer",
+            location=loc, path=path, hint=f"choose another name, such as '{name.strip('_')}_'",
         )
 
 
@@ -471,13 +594,34 @@ def _eval_value(value: Any, scope: Mapping[str, Any], loc: Location | None, path
     return value
 
 
-def expand(spec: ArchitectureSpec, blocks: Mapping[str, BlockTemplate], params: Mapping[str, Any], input_shape: Shape) -> Expanded:
-    """Phase 1: the expanded, shape-checked tree (no tensors allocated)."""
+def expand(
+    spec: ArchitectureSpec, blocks: Mapping[str, BlockTemplate], params: Mapping[str, Any], input_shape: Shape,
+    *, collect: list[ZooError] | None = None,
+) -> Expanded:
+    """Phase 1: the expanded, shape-checked tree (no tensors allocated). With ``collect``, errors
+    of independent nodes are appended there and the walk goes on (``zoo validate``)."""
     expander = _Expander({**blocks, **spec.blocks}, spec.file)
+    expander.errors = collect
     where = loc_of(spec.params) or Location(spec.file, 1, 1)
     scope = bind_params(spec.params, spec.let, params, loc=where, path="params", what=f"architecture {spec.name!r}")
     layers_loc = loc_of(spec.layers)
-    return expander.expand_list(spec.layers, scope, tuple(input_shape), "layers", layers_loc)
+    try:
+        return expander.expand_list(spec.layers, scope, tuple(input_shape), "layers", layers_loc)
+    except ShapeError as exc:
+        _note_input(exc, spec, input_shape)
+        raise
+    finally:
+        for found in collect or []:
+            if isinstance(found, ShapeError):
+                _note_input(found, spec, input_shape)
+
+
+def _note_input(exc: ZooError, spec: ArchitectureSpec, input_shape: Shape) -> None:
+    """A shape error in a parent's layer may come from the child's ``input``: name where it is."""
+    if exc.file is not None and exc.file != spec.file and list(input_shape) == list(spec.input):
+        note = f"with input {_fmt(tuple(input_shape))} declared in {spec.file}"
+        if note not in exc.notes:
+            exc.add_context(note)
 
 
 # ---------------------------------------------------------------- phase 2: modules
@@ -588,6 +732,29 @@ def leaf_params(leaf: Leaf) -> int:
         return sum(p.numel() for p in leaf.primitive.make(leaf.spec, leaf.in_shape).parameters())
 
 
+def leaf_activation(leaf: Leaf) -> int:
+    """Elements of the largest tensor the layer reads, writes or needs on the way, per sample."""
+    sizes = [math.prod(leaf.in_shape), math.prod(leaf.out_shape)]
+    if leaf.primitive.workspace is not None:
+        sizes.append(leaf.primitive.workspace(leaf.spec, leaf.in_shape))
+    return max(sizes)
+
+
+def check_activation(expanded: Expanded, limit: int | None = None) -> None:
+    """Huge requests (``pad: 1000000``, a 200,000 'same' pooling kernel, a 20000x20000 input)
+    are refused from the inferred shapes, before the allocator sees them."""
+    limit = max_activation() if limit is None else limit
+    for leaf in leaves(expanded.items):
+        size = leaf_activation(leaf)
+        if size > limit:
+            raise SizeLimitError(
+                f"{leaf.primitive.name} needs a tensor of {size:,} elements per sample (input {_fmt(leaf.in_shape)}, "
+                f"output {_fmt(leaf.out_shape)}), above the limit of {limit:,}",
+                location=leaf.loc,
+                hint="raise it with zoo.build(..., max_activation=N) or the ZOO_MAX_ACTIVATION environment variable",
+            )
+
+
 def check_size(expanded: Expanded, limit: int | None = None) -> int:
     """The model's parameter count, refused above the limit before anything is allocated."""
     sizes = [(leaf_params(leaf), leaf.loc) for leaf in leaves(expanded.items)]
@@ -603,10 +770,14 @@ def check_size(expanded: Expanded, limit: int | None = None) -> int:
     return total
 
 
-def build_network(expanded: Expanded, *, device: str | torch.device | None = None, limit: int | None = None) -> Network:
-    """Phase 2: the size is checked from the table's rules, then modules are built on the target
+def build_network(
+    expanded: Expanded, *, device: str | torch.device | None = None, limit: int | None = None,
+    activation_limit: int | None = None,
+) -> Network:
+    """Phase 2: the sizes are checked from the table's rules, then modules are built on the target
     device with their own initialization (``device="meta"``: shapes only, no memory)."""
     check_size(expanded, limit)
+    check_activation(expanded, activation_limit)
     ns = _Namespace()
     with torch.device(device) if device is not None else nullcontext():
         for item in expanded.items:

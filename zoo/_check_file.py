@@ -118,8 +118,7 @@ def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
             walker.walk(block.get("layers"), f"blocks.{bname}.layers")
     if errors or parsed is None or parsed.arch is None or parsed.arch.abstract:
         return errors
-    _build_once(path, parsed.arch.name)
-    return []
+    return _build_once(path, parsed.arch.name, raw)
 
 
 def _missing_keys(path: Path, raw: Any, reported: set[str]) -> list[ZooError]:
@@ -256,11 +255,27 @@ def _about(err: ZooError, path: str, keys: set[str]) -> bool:
     return any(err.path == f"{path}.{k}" or err.path.startswith(f"{path}.{k}.") for k in keys)
 
 
-def _build_once(path: Path, name: str) -> None:
-    """Full build of the file's architecture, resolved against the registered folders."""
+def _build_once(path: Path, name: str, raw: Any) -> list[ZooError]:
+    """Full build of the file's architecture, resolved against the registered folders: every
+    independent value or shape error, then the size limits and the ``features:`` points."""
     from ._builder import build_network, expand
+    from ._features import feature_points
     from ._registry import REGISTRY
 
     registry = REGISTRY.with_file(path)
     spec = registry.get_spec(name, allow_abstract=True)
-    build_network(expand(spec, registry.blocks(), {}, tuple(spec.input)), device="meta")
+    errors: list[ZooError] = []
+    expanded = expand(spec, registry.blocks(), {}, tuple(spec.input), collect=errors)
+    if errors:
+        return errors
+    build_network(expanded, device="meta")
+    if spec.features:
+        try:
+            feature_points(spec, expanded, None)
+        except ZooError as exc:  # point at the feature entry in this file (or at its name)
+            index = int(exc.path[len("features["):-1]) if exc.path.startswith("features[") else None
+            features = raw.get("features")
+            exc.location = (loc_of(features, index) if isinstance(features, list) and index is not None else None) or loc_of(raw, "name")
+            exc.args = (exc._render(),)
+            raise
+    return []

@@ -23,6 +23,9 @@ __all__ = ["FUNCTIONS", "evaluate", "interpolate", "is_expression"]
 
 _MAX_INT = 2**63  # beyond any real size; keeps ``10 ** 10 ** 10`` from hanging the process
 _MAX_TEXT = 1000  # an expression longer than this is not an architecture parameter
+# Every intermediate value, not only the result, is bounded: a string or list longer than this is
+# refused *before* it is built, so ``'a' * 1000 * 1000 * 1000`` stops at the second step.
+MAX_ITEMS = 10_000
 
 _TEMPLATE = re.compile(r"\$\{([^{}]*)\}")
 
@@ -106,6 +109,8 @@ def interpolate(value: str, env: Mapping[str, Any]) -> Any:
         parts.append(value[last : match.start()])
         parts.append(str(evaluate(match.group(1), env)))
         last = match.end()
+        if sum(map(len, parts)) > MAX_ITEMS:  # many ${...} in one string add up
+            raise ExpressionError(f"interpolated text longer than {MAX_ITEMS:,} characters")
     rest = value[last:]
     if "${" in rest:
         raise ExpressionError(f"unterminated '${{' in {value!r}", hint="write ${expression}")
@@ -126,7 +131,9 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"division by zero in ${{{text}}}") from None
     except RecursionError:
         raise ExpressionError(f"expression nested too deeply: {text[:40]!r}...") from None
-    except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
+    except MemoryError:
+        raise ExpressionError(f"expression needs too much memory: {text[:40]!r}") from None
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError, ArithmeticError) as exc:
         raise ExpressionError(f"cannot evaluate ${{{text}}}: {exc}") from None
 
 
@@ -166,7 +173,7 @@ class _Evaluator:
         if name.startswith("__"):
             raise ExpressionError(f"name {name!r} is not allowed in ${{{self.text}}}")
         if name in self.env:
-            return self.env[name]
+            return _check_size(self.env[name], self.text) if isinstance(self.env[name], (str, list)) else self.env[name]
         if name in _CONSTANT_NAMES:
             return _CONSTANT_NAMES[name]
         raise ExpressionError(
@@ -181,18 +188,26 @@ class _Evaluator:
         left, right = self.visit(node.left), self.visit(node.right)
         if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > 64:
             raise ExpressionError(f"exponent {right} too large in ${{{self.text}}}")
+        if isinstance(node.op, ast.Mod) and isinstance(left, str):
+            # '%999999999d' % 1 would build a gigabyte string: no printf formatting
+            raise ExpressionError(f"'%' formatting of strings is not allowed in ${{{self.text}}}")
         if isinstance(node.op, ast.Mult) and (isinstance(left, (str, list)) or isinstance(right, (str, list))):
-            count = right if isinstance(left, (str, list)) else left
-            if isinstance(count, int) and count > _MAX_TEXT:
-                raise ExpressionError(f"repetition by {count} too large in ${{{self.text}}}")
+            seq, count = (left, right) if isinstance(left, (str, list)) else (right, left)
+            if isinstance(count, int) and not isinstance(count, bool) and len(seq) * max(count, 0) > MAX_ITEMS:
+                raise ExpressionError(
+                    f"repetition would give {len(seq) * count:,} items (more than {MAX_ITEMS:,}) in ${{{self.text}}}"
+                )
+        if isinstance(node.op, ast.Add) and isinstance(left, (str, list)) and isinstance(right, (str, list)):
+            if len(left) + len(right) > MAX_ITEMS:
+                raise ExpressionError(f"value longer than {MAX_ITEMS:,} items in ${{{self.text}}}")
         return _check_size(op(left, right), self.text)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         value = self.visit(node.operand)
         if isinstance(node.op, ast.USub):
-            return -value
+            return _check_size(-value, self.text)
         if isinstance(node.op, ast.UAdd):
-            return +value
+            return _check_size(+value, self.text)
         if isinstance(node.op, ast.Not):
             return not value
         raise ExpressionError(f"operator {type(node.op).__name__} is not allowed in ${{{self.text}}}")
@@ -225,10 +240,10 @@ class _Evaluator:
         return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
 
     def visit_List(self, node: ast.List) -> Any:
-        return [self.visit(e) for e in node.elts]
+        return _check_size([self.visit(e) for e in node.elts], self.text)
 
     def visit_Tuple(self, node: ast.Tuple) -> Any:
-        return [self.visit(e) for e in node.elts]
+        return _check_size([self.visit(e) for e in node.elts], self.text)
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         container = self.visit(node.value)
@@ -249,12 +264,27 @@ class _Evaluator:
                 hint=f"allowed functions: {', '.join(sorted(FUNCTIONS))}",
             )
         args = [self.visit(a) for a in node.args]
+        if node.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 64:
+            # round(5, -10**18) computes 10**(10**18) before answering: refuse the digit count
+            raise ExpressionError(f"round() to {args[1]} digits is not allowed in ${{{self.text}}}")
         return _check_size(FUNCTIONS[node.func.id](*args), self.text)
 
 
 def _check_size(value: Any, text: str) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
-        raise ExpressionError(f"value too large in ${{{text}}}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ExpressionError(f"value is not finite in ${{{text}}}")
-    return value
+    """Every intermediate value is checked: numbers stay finite and below 2**63, strings and lists
+    below MAX_ITEMS, and nothing outside the plain types (``(-8) ** 0.5`` is complex) survives."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if abs(value) > _MAX_INT:
+            raise ExpressionError(f"value too large in ${{{text}}}")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ExpressionError(f"value is not finite in ${{{text}}}")
+        return value
+    if isinstance(value, (str, list)):
+        if len(value) > MAX_ITEMS:
+            raise ExpressionError(f"value longer than {MAX_ITEMS:,} items in ${{{text}}}")
+        return value
+    raise ExpressionError(f"a {type(value).__name__} value is not allowed in ${{{text}}}")

@@ -32,7 +32,11 @@ def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequ
     """[{module, num_chs, reduction}] for the requested feature points, from inferred shapes."""
     if not spec.features:
         raise SchemaError(f"{spec.name!r} declares no 'features:' (module names whose outputs form the feature pyramid)")
+    if out_indices is not None and (isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence)):
+        raise SchemaError(f"out_indices must be a list of ints such as [1, 2], got {out_indices!r}")
     chosen = list(range(len(spec.features))) if out_indices is None else list(out_indices)
+    if not chosen or any(not isinstance(i, int) or isinstance(i, bool) for i in chosen):
+        raise SchemaError(f"out_indices must be a non-empty list of ints, got {out_indices!r}")
     for i in chosen:
         if not -len(spec.features) <= i < len(spec.features):
             raise SchemaError(f"out_indices {i} out of range: {spec.name!r} has {len(spec.features)} feature points")
@@ -47,7 +51,10 @@ def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequ
             inner = item.parts[0] if isinstance(item, Group) and item.kind == "seq" else []
             item = dict(zip(_child_names(inner), inner, strict=True)).get(rest)
         if item is None:
-            raise UnknownNameError(f"feature point {path!r} is not a module of {spec.name!r}", hint=did_you_mean(head, top))
+            raise UnknownNameError(
+                f"feature point {path!r} is not a module of {spec.name!r}", path=f"features[{i}]",
+                hint=did_you_mean(head, top) or f"top-level modules: {', '.join(list(top)[:12])}",
+            )
         shape = item.out_shape
         info.append({"module": path, "num_chs": shape[0], "reduction": height // shape[1] if len(shape) == 3 else None})
     return info

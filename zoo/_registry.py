@@ -176,6 +176,8 @@ class Registry:
         path = path.resolve()
         other = Registry()
         other._extra_dirs = [d for d in self.dirs() if d != path.parent]  # its siblings may be broken
+        with self._lock:
+            other._cache = dict(self._cache)  # parsed files, keyed by stamp: reuse, do not re-parse
         with other._lock:
             other._refresh()
             parsed = other._parse(path)
@@ -291,6 +293,8 @@ REGISTRY = Registry()
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; ``pattern`` is a shell glob such as ``"resnet*"``."""
+    if pattern is not None and not isinstance(pattern, str):
+        raise RegistryError(f"pattern must be a string such as 'resnet*', got {type(pattern).__name__}")
     return REGISTRY.list_models(pattern)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 __all__ = [
     "ArchitectureFile",
@@ -37,6 +37,12 @@ def _non_empty_list(value: Any) -> Any:
 def _mapping(value: Any) -> Any:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError("expected a mapping of names to values")
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a positive integer, not a boolean")
     return value
 
 
@@ -108,7 +114,9 @@ class ArchitectureFile(_Strict):
     abstract: bool = Field(False, description="a template for other files; not listed or built")
     description: str | None = None
     source: str | None = Field(None, description="paper, document or implementation")
-    input: list[int] | None = Field(None, min_length=1, max_length=3, description="[C, H, W] or [F]")
+    input: list[Annotated[int, Field(gt=0), BeforeValidator(_not_bool)]] | None = Field(
+        None, min_length=1, max_length=3, description="[C, H, W] or [F]"
+    )
     params: ParamMap = Field(default_factory=dict, description="parameters and their defaults")
     let: ParamMap = Field(default_factory=dict, description="derived values, evaluated in order")
     published: Published | None = None

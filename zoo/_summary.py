@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
 
-from ._errors import SchemaError
+from ._errors import SchemaError, SizeLimitError
 
 __all__ = ["Summary", "count_params", "summary"]
 
@@ -70,8 +71,14 @@ def summary(
     ``convention`` defaults to the one the file's published count uses (else ``pytorch``)."""
     import torchinfo  # heavy-ish; only summaries need it
 
-    from ._api import build
+    from ._api import build, check_input_size
+    from ._builder import max_activation
     from ._registry import get_spec
+
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+        raise SchemaError(f"depth must be a non-negative integer, got {depth!r}")
+    if convention is not None and convention not in ("pytorch", "keras"):
+        raise SchemaError(f"unknown convention {convention!r}; expected 'pytorch' or 'keras'")
 
     published: int | None = None
     source = ""
@@ -82,12 +89,18 @@ def summary(
             convention = spec.published.convention if spec.published else "pytorch"
         if spec.published is not None and spec.published.convention == convention and not params and input_size is None:
             published, source = spec.published.params, spec.published.source
-        shape = list(input_size) if input_size is not None else list(spec.input)
+        shape = check_input_size(input_size, spec.input) if input_size is not None else list(spec.input)
         module = build(model, input_size=shape, **params)  # type: ignore[arg-type]
     else:
+        if not isinstance(model, nn.Module):
+            raise SchemaError(f"summary takes a model name or a torch.nn.Module, got {type(model).__name__}")
         if input_size is None:
             raise SchemaError("summary of a module needs input_size=(C, H, W)")
-        name, module, shape = type(model).__name__, model, list(input_size)
+        shape = check_input_size(input_size, None)
+        if math.prod(shape) > max_activation():  # a module of the user's own: its input is all we can bound
+            raise SizeLimitError(f"input {tuple(shape)} has more than {max_activation():,} elements per sample",
+                                 hint="raise the limit with the ZOO_MAX_ACTIVATION environment variable")
+        name, module = type(model).__name__, model
     convention = convention or "pytorch"
     was_training = module.training
     module.eval()

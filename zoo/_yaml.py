@@ -149,8 +149,14 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
             ) from None
     if len(text) > MAX_BYTES:
         raise SchemaError(f"file is larger than {MAX_BYTES} bytes", location=Location(file, 1, 1))
+    _check_flow_depth(text, file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a NUL or other control character: no mark, a position
+        raise SchemaError(
+            f"invalid YAML: control character U+{_codepoint(exc.character):04X} is not allowed in a YAML file",
+            location=_position(file, text, exc.position),
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
@@ -158,15 +164,65 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
     except yaml.YAMLError as exc:
         raise SchemaError(f"invalid YAML: {exc}", location=Location(file, 1, 1)) from None
     except RecursionError:
-        raise SchemaError("YAML nested too deeply", location=Location(file, 1, 1)) from None
+        raise SchemaError(f"nesting deeper than {MAX_DEPTH} levels", location=_too_deep(file, text)) from None
     if node is None:
         raise SchemaError("file is empty", location=Location(file, 1, 1))
     try:
         return _Builder(file).build(node)
     except RecursionError:
-        raise SchemaError("YAML nested too deeply", location=Location(file, 1, 1)) from None
+        raise SchemaError(f"nesting deeper than {MAX_DEPTH} levels", location=_too_deep(file, text)) from None
     except yaml.YAMLError as exc:  # a scalar the resolvers reject (e.g. a bad timestamp)
         raise SchemaError(f"invalid YAML value: {exc}", location=Location(file, 1, 1)) from None
+
+
+def _check_flow_depth(text: str, file: str) -> None:
+    """Flow brackets nested past MAX_DEPTH, found in one linear pass: PyYAML's scanner is
+    quadratic in flow depth (a 5,000-deep ``[[[...]]]`` takes seconds) before its composer's
+    recursion fails. Quoted text and comments are skipped; a bracket inside a plain scalar is
+    counted, which only matters for a value holding 64 unclosed brackets."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return  # every real file: nothing to scan
+    depth = 0
+    quote = ""
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote or (ch == "\n" and quote == "#"):
+                quote = ""
+        elif ch in "'\"" or (ch == "#" and (i == 0 or text[i - 1] in " \t\n")):
+            quote = "#" if ch == "#" else ch
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SchemaError(f"nesting deeper than {MAX_DEPTH} levels", location=_position(file, text, i))
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+
+
+def _codepoint(character: int | str) -> int:
+    return character if isinstance(character, int) else ord(character[:1] or "\0")
+
+
+def _position(file: str, text: str, offset: int) -> Location:
+    before = text[:offset]
+    return Location(file, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
+
+
+_OPEN = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken)
+_CLOSE = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+
+
+def _too_deep(file: str, text: str) -> Location:
+    """Where nesting first passes MAX_DEPTH, found by the (iterative) scanner after the recursive
+    composer gave up, so a 5,000-deep flow sequence is reported where it is, not at 1:1."""
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            depth += isinstance(token, _OPEN) - isinstance(token, _CLOSE)
+            if depth > MAX_DEPTH:
+                return Location(file, token.start_mark.line + 1, token.start_mark.column + 1)
+    except yaml.YAMLError:
+        pass  # a later syntax error: the depth was found first or not at all
+    return Location(file, 1, 1)
 
 
 def load_yaml(path: str | Path) -> Any:

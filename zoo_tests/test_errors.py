@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,4 +185,138 @@ def test_size_limit_refuses_before_allocating(arch_dir: Writer) -> None:
     arch_dir("a.yaml", _arch("a", "  - flatten\n  - dense: 1000000000\n  - dense: 1000\n"))
     with pytest.raises(zoo.SizeLimitError, match="above the limit"):
         zoo.build("a")
-    assert zoo.count_params(zoo.build("a", device="meta", max_params=10**13)) > 10**12
+    with pytest.raises(zoo.SizeLimitError, match="elements per sample"):  # its 1e9 outputs, next
+        zoo.build("a", device="meta", max_params=10**13)
+    assert zoo.count_params(zoo.build("a", device="meta", max_params=10**13, max_activation=10**9)) > 10**12
+
+
+# ---------------------------------------------------------------- issue 11: hostile and mistaken input
+
+@pytest.mark.parametrize(
+    ("call", "text"),
+    [
+        (lambda: zoo.build("mnist_cnn_v1", input_size=5), "input_size must be 3 positive ints"),
+        (lambda: zoo.build("mnist_cnn_v1", input_size=[1, -3, 28]), "input_size must be 3 positive ints"),
+        (lambda: zoo.build("mnist_cnn_v1", input_size=[True, 28, 28]), "input_size must be 3 positive ints"),
+        (lambda: zoo.build("mnist_cnn_v1", max_params="x"), "max_params must be a positive integer"),
+        (lambda: zoo.build("mnist_cnn_v1", max_activation=0), "max_activation must be a positive integer"),
+        (lambda: zoo.build("mnist_cnn_v1", num_classes=True), "num_classes must be a positive integer"),
+        (lambda: zoo.build("mnist_cnn_v1", num_classes=0), "num_classes must be a positive integer"),
+        (lambda: zoo.build("mnist_cnn_v1", in_channels=True), "in_channels must be a positive int"),
+        (lambda: zoo.build("mnist_cnn_v1", device="xyz"), "unknown device 'xyz'"),
+        (lambda: zoo.build("mnist_cnn_v1", device=3), "device must be a string"),
+        (lambda: zoo.build("resnet18", device="meta", features_only=True, out_indices=5), "out_indices must be a list"),
+        (lambda: zoo.build("resnet18", device="meta", features_only=True, out_indices=["a"]), "out_indices must be a non-empty list of ints"),
+        (lambda: zoo.build("resnet18", device="meta", features_only=True, out_indices=[9]), "out of range"),
+        (lambda: zoo.list_models(5), "pattern must be a string"),
+        (lambda: zoo.summary("mnist_cnn_v1", input_size=5), "input_size must be 3 positive ints"),
+        (lambda: zoo.summary("mnist_cnn_v1", depth="x"), "depth must be a non-negative integer"),
+        (lambda: zoo.summary("resnet18", input_size=[3, 20000, 20000]), "elements per sample"),
+        (lambda: zoo.summary(torch_module(), input_size=[3, 20000, 20000]), "more than 268,435,456 elements"),
+        (lambda: zoo.summary(42, input_size=[1, 2, 2]), "a model name or a torch.nn.Module"),
+    ],
+)
+def test_api_argument_types_are_zoo_errors(call: Callable[[], object], text: str) -> None:
+    with pytest.raises(zoo.ZooError, match=text.replace("(", r"\(").replace("[", r"\[")):
+        call()
+
+
+def torch_module() -> object:
+    from torch import nn
+
+    return nn.Identity()
+
+
+def test_cuda_without_cuda_is_a_zoo_error() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    with pytest.raises(zoo.SchemaError, match="not available on this machine"):
+        zoo.build("mnist_cnn_v1", device="cuda")
+
+
+def test_reserved_layer_names_in_build_and_list(arch_dir: Writer) -> None:
+    arch_dir("a.yaml", _arch("a", "  - conv: {name: training, filters: 4, kernel: 3}\n  - flatten\n"))
+    err = _raises(zoo.SchemaError, "a")
+    assert err.line == 8 and "attribute of torch.nn.Module" in str(err)
+    out = subprocess.run([sys.executable, "-m", "zoo", "list", "a"], capture_output=True, text=True, env=_env())
+    assert "Traceback" not in out.stderr and "attribute of torch.nn.Module" in out.stdout + out.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+
+def test_recursive_block_with_a_base_case_builds_and_its_errors_stay_short(arch_dir: Writer) -> None:
+    blocks = (
+        "blocks:\n  tower:\n    params: {d: required, deep: false}\n    layers:\n"
+        "      - relu\n      - tower: {d: \"${d - 1}\", deep: \"${deep}\", when: \"${d > 0}\"}\n"
+        "      - conv: {filters: 4, kernel: 99, when: \"${d == 0 and deep}\"}\n"
+    )
+    arch_dir("a.yaml", _arch("a", "  - tower: {d: 40, deep: \"${deep}\"}\n  - flatten\n", extra="params: {deep: false}\n" + blocks).replace(
+        "params: {num_classes: 10}\n", ""))
+    assert sum(1 for m in zoo.build("a").modules() if m.__class__.__name__ == "ReLU") == 41
+    with pytest.raises(zoo.ShapeError) as info:
+        zoo.build("a", deep=True)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3, lines  # the error and its two distinct call sites (was one line per level)
+
+
+def test_bad_input_of_a_child_file_is_reported_in_the_child(arch_dir: Writer) -> None:
+    child = "name: child\nextends: mnist_cnn_v1\ninput: [-3, 28, 28]\npublished: {params: 0, source: t}\n"
+    path = arch_dir("child.yaml", child)
+    with pytest.raises(zoo.SchemaError) as info:
+        zoo.build("child")
+    assert info.value.file == str(path) and info.value.line == 3
+    path.write_text(child.replace("[-3, 28, 28]", "[1, 4, 4]"))
+    with pytest.raises(zoo.ShapeError) as shape_info:
+        zoo.build("child")
+    assert f"with input (1, 4, 4) declared in {path}" in str(shape_info.value)
+
+
+def test_activation_limit_has_an_override(arch_dir: Writer, monkeypatch: pytest.MonkeyPatch) -> None:
+    arch_dir("a.yaml", _arch("a", "  - pad: 2000\n  - flatten\n"))  # (1, 4028, 4028): 16M elements
+    zoo.build("a", device="meta")
+    monkeypatch.setenv("ZOO_MAX_ACTIVATION", "1000000")
+    with pytest.raises(zoo.SizeLimitError, match="above the limit of 1,000,000") as info:
+        zoo.build("a", device="meta")
+    assert info.value.line == 8
+    zoo.build("a", device="meta", max_activation=20_000_000)
+    monkeypatch.setenv("ZOO_MAX_ACTIVATION", "lots")
+    with pytest.raises(zoo.SchemaError, match="ZOO_MAX_ACTIVATION must be a number"):
+        zoo.build("a", device="meta")
+
+
+def test_validate_reports_independent_errors_after_the_first(tmp_path: Path) -> None:
+    from zoo._check_file import validate_file
+
+    bad = tmp_path / "multi.yaml"
+    bad.write_text(_arch("multi", "  - conv: {filters: 4, kernel: 3, dilation: -1}\n  - dropout: 2\n"
+                                  "  - relu: {when: \"no\"}\n  - hardtanh: {min: 1, max: -1}\n"))
+    errors = validate_file(bad)
+    assert [e.line for e in errors] == [8, 9, 10, 11]
+
+
+def test_validate_refuses_features_naming_no_layer(tmp_path: Path) -> None:
+    from zoo._check_file import validate_file
+
+    bad = tmp_path / "feat.yaml"
+    bad.write_text(_arch("feat", "  - stage: {name: stem, layers: [relu]}\n  - flatten\n", extra="features: [stem, head]\n"))
+    errors = validate_file(bad)
+    assert len(errors) == 1 and errors[0].line == 7 and "'head' is not a module" in str(errors[0])
+
+
+def test_expression_values_are_bounded_at_every_step() -> None:
+    import time
+
+    from zoo._expr import MAX_ITEMS, evaluate
+
+    for text in ["'a'*1000*1000*1000*1000", "len([0]*1000*1000*1000)", "len('%999999999d' % 1)", "round(5, -10**18)"]:
+        start = time.perf_counter()
+        with pytest.raises(zoo.ExpressionError):
+            evaluate(text, {})
+        assert time.perf_counter() - start < 1.0, text  # refused before the value is built
+    assert len(evaluate(f"'a' * {MAX_ITEMS}", {})) == MAX_ITEMS

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
 from .._errors import ShapeError
@@ -18,8 +18,36 @@ Size2 = Pos | tuple[Pos, Pos]
 Padding = Literal["valid", "same"] | NonNeg | tuple[NonNeg, NonNeg]
 
 
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _mentions_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_mentions_bool(a) for a in get_args(annotation))
+
+
+class Strict(BaseModel):
+    """Arguments as a file writes them, without pydantic's lax conversions that hide mistakes:
+    a boolean is never a number (``dense: true`` is not a 1-unit layer), a flag is only
+    ``true``/``false`` (not ``"no"`` or ``1``), and floats are finite (NaN/inf break the network)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_confusion(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or field.annotation is Any:
+            return value
+        if field.annotation is bool or field.annotation == (bool | None):
+            if not isinstance(value, bool) and value is not None:
+                raise ValueError("expected true or false")
+            return value
+        if not _mentions_bool(field.annotation):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, bool) for v in items):
+                raise ValueError("expected a number, not a boolean")
+        return value
+
+
+class Spec(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoArgs(Spec):
@@ -37,6 +65,10 @@ class Primitive:
     # learnable parameters from spec and input shape, so size limits are checked before anything
     # is built; None means "build the layer on the meta device and count"
     params: Callable[[Any, Shape], int] | None = None
+    # elements of the largest buffer the forward pass makes beyond input and output, per sample
+    # ('same' padding, the unfolded input of a convolution), so huge requests are refused from
+    # the shapes before the allocator sees them; None means input and output are the largest
+    workspace: Callable[[Any, Shape], int] | None = None
 
 
 def _none(spec: Any, shape: Shape) -> int:

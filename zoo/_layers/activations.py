@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from pydantic import model_validator
 from torch import nn
 
+from .._errors import ShapeError
 from ._table import (
     NoArgs,
     Primitive,
+    Shape,
     Spec,
     _none,
     _register,
@@ -32,9 +35,22 @@ class HardtanhSpec(Spec):
     min: float = -1.0
     max: float = 1.0
 
+    @model_validator(mode="after")
+    def _ordered(self) -> HardtanhSpec:
+        if not self.min < self.max:  # torch asserts this when the module is made
+            raise ValueError(f"hardtanh needs min < max, got min={self.min} and max={self.max}")
+        return self
+
 
 class DimSpec(Spec):
     dim: int = 1
+
+
+def _dim_shape(s: DimSpec, shape: Shape) -> Shape:
+    ndim = len(shape) + 1  # the batch dimension comes first
+    if not -ndim <= s.dim < ndim:
+        raise ShapeError(f"dim {s.dim} is out of range for a {ndim}-d batch (N, {', '.join(map(str, shape))}): use {-ndim}..{ndim - 1}")
+    return shape
 
 
 class GeluSpec(Spec):
@@ -72,4 +88,5 @@ def _activation(name: str | None) -> nn.Module | None:
 
 
 for _name, (_spec, _factory) in ACTIVATIONS.items():
-    _register(Primitive(_name, _spec, _same_shape, (lambda f: lambda s, shape: f(s))(_factory), doc="activation", params=_none))
+    _rule = _dim_shape if _spec is DimSpec else _same_shape
+    _register(Primitive(_name, _spec, _rule, (lambda f: lambda s, shape: f(s))(_factory), doc="activation", params=_none))

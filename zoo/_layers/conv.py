@@ -56,6 +56,31 @@ def _spatial(
     return out[0], out[1]
 
 
+def _padded(shape: Shape, kernel: Size2, stride: Size2, padding: Padding, dilation: Size2 = 1) -> tuple[int, int]:
+    """(H, W) after the padding the forward pass materializes (TF 'same' pads the tensor itself)."""
+    _, h, w = shape
+    if padding != "same":
+        p = (0, 0) if padding == "valid" else _pair(padding)
+        return h + 2 * p[0], w + 2 * p[1]
+    k, s, d = _pair(kernel), _pair(stride), _pair(dilation)
+    out = []
+    for size, kk, ss, dd in ((h, k[0], s[0], d[0]), (w, k[1], s[1], d[1])):
+        out.append(size + max((-(-size // ss) - 1) * ss + dd * (kk - 1) + 1 - size, 0))
+    return out[0], out[1]
+
+
+def window_workspace(shape: Shape, out: Shape, kernel: Size2, stride: Size2, padding: Padding,
+                     dilation: Size2 = 1, unfold_groups: int = 0) -> int:
+    """Largest extra buffer of a sliding window, per sample: the padded input, and for a
+    convolution (``unfold_groups`` > 0) the unfolded input of one group (im2col)."""
+    ph, pw = _padded(shape, kernel, stride, padding, dilation)
+    padded = shape[0] * ph * pw
+    if not unfold_groups:
+        return padded
+    kh, kw = _pair(kernel)
+    return max(padded, shape[0] // unfold_groups * kh * kw * out[1] * out[2])
+
+
 def _static_same(kernel: Size2, stride: Size2, dilation: Size2) -> tuple[int, int] | None:
     """Symmetric padding equal to TF 'SAME' for every input size, or None when it must be dynamic."""
     k, s, d = _pair(kernel), _pair(stride), _pair(dilation)
@@ -111,7 +136,14 @@ def _conv_params(s: ConvSpec, shape: Shape) -> int:
     return s.filters * (shape[0] // s.groups) * kh * kw + (s.filters if s.bias else 0)
 
 
-_register(Primitive("conv", ConvSpec, _conv_shape, _conv_make, primary="filters", doc="2-D convolution", params=_conv_params))
+def _conv_workspace(s: ConvSpec, shape: Shape) -> int:
+    return window_workspace(shape, _conv_shape(s, shape), s.kernel, s.stride, s.padding, s.dilation, s.groups)
+
+
+_register(Primitive(
+    "conv", ConvSpec, _conv_shape, _conv_make, primary="filters", doc="2-D convolution", params=_conv_params,
+    workspace=_conv_workspace,
+))
 
 
 class DepthwiseSpec(Spec):
@@ -140,7 +172,14 @@ def _dw_params(s: DepthwiseSpec, shape: Shape) -> int:
     return out * kh * kw + (out if s.bias else 0)
 
 
-_register(Primitive("depthwise_conv", DepthwiseSpec, _dw_shape, _dw_make, primary="kernel", doc="per-channel conv", params=_dw_params))
+def _dw_workspace(s: DepthwiseSpec, shape: Shape) -> int:
+    return window_workspace(shape, _dw_shape(s, shape), s.kernel, s.stride, s.padding, s.dilation, shape[0])
+
+
+_register(Primitive(
+    "depthwise_conv", DepthwiseSpec, _dw_shape, _dw_make, primary="kernel", doc="per-channel conv", params=_dw_params,
+    workspace=_dw_workspace,
+))
 
 
 class SeparableSpec(Spec):
@@ -173,7 +212,16 @@ def _sep_params(s: SeparableSpec, shape: Shape) -> int:
     return mid * kh * kw + mid * s.filters + (s.filters if s.bias else 0)
 
 
-_register(Primitive("separable_conv", SeparableSpec, _sep_shape, _sep_make, primary="filters", doc="depthwise + pointwise", params=_sep_params))
+def _sep_workspace(s: SeparableSpec, shape: Shape) -> int:
+    out = _sep_shape(s, shape)
+    mid = shape[0] * s.multiplier * out[1] * out[2]  # the depthwise output feeding the pointwise conv
+    return max(mid, window_workspace(shape, out, s.kernel, s.stride, s.padding, s.dilation, shape[0]))
+
+
+_register(Primitive(
+    "separable_conv", SeparableSpec, _sep_shape, _sep_make, primary="filters", doc="depthwise + pointwise",
+    params=_sep_params, workspace=_sep_workspace,
+))
 
 
 class FilterSpec(Spec):

@@ -50,8 +50,6 @@ class BatchNormSpec(Spec):
 def _bn_make(s: BatchNormSpec, shape: Shape) -> nn.Module:
     c = shape[0]
     if len(shape) == 1:
-        if not (s.scale and s.center):
-            raise ShapeError("batchnorm without scale/center is only available for images")
         return nn.BatchNorm1d(c, eps=s.eps, momentum=s.momentum)
     if s.scale and s.center:
         return nn.BatchNorm2d(c, eps=s.eps, momentum=s.momentum)
@@ -63,6 +61,10 @@ def _bn_make(s: BatchNormSpec, shape: Shape) -> nn.Module:
 def _bn_shape(s: BatchNormSpec, shape: Shape) -> Shape:
     if s.scale and not s.center:
         raise ShapeError("batchnorm with scale but without center is not supported")
+    if len(shape) == 1 and not (s.scale and s.center):
+        raise ShapeError("batchnorm without scale/center is only available for images")
+    if len(shape) not in (1, 3):
+        raise ShapeError(f"batchnorm needs (C, H, W) or (F,), got {shape}")
     return shape
 
 
@@ -75,9 +77,10 @@ _register(Primitive("batchnorm", BatchNormSpec, _bn_shape, _bn_make, doc="batch 
 
 class LrnSpec(Spec):
     size: Pos = 5
-    alpha: float = 1e-4
+    # alpha >= 0 and k > 0 keep the base of the power positive (else the output is NaN)
+    alpha: Annotated[float, Field(ge=0)] = 1e-4
     beta: float = 0.75
-    k: float = 2.0  # AlexNet paper's constants (PyTorch's default k is 1.0)
+    k: Annotated[float, Field(gt=0)] = 2.0  # AlexNet paper's constants (PyTorch's default k is 1.0)
 
 
 _register(Primitive(

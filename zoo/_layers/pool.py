@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .._errors import ShapeError
 from .._modules import PoolSame
 from ._table import (
     NoArgs,
@@ -20,7 +21,7 @@ from ._table import (
     _pair,
     _register,
 )
-from .conv import _spatial
+from .conv import _spatial, window_workspace
 
 # ---------------------------------------------------------------- pooling
 
@@ -35,9 +36,22 @@ class PoolSpec(Spec):
 def _pool_shape(name: str) -> Callable[[PoolSpec, Shape], Shape]:
     def rule(s: PoolSpec, shape: Shape) -> Shape:
         stride = s.stride if s.stride is not None else s.kernel
+        if isinstance(s.padding, (int, tuple)):
+            k, p = _pair(s.kernel), _pair(s.padding)
+            if p[0] > k[0] // 2 or p[1] > k[1] // 2:  # PyTorch refuses this in the forward pass
+                raise ShapeError(
+                    f"{name} padding {p[0]}x{p[1]} is more than half the kernel {k[0]}x{k[1]}",
+                    hint="padding may be at most kernel // 2 (or use padding: same)",
+                )
         return (shape[0], *_spatial(name, shape, s.kernel, stride, s.padding, 1, s.ceil_mode))
 
     return rule
+
+
+def _pool_workspace(s: PoolSpec, shape: Shape) -> int:
+    stride = s.stride if s.stride is not None else s.kernel
+    out = (shape[0], *_spatial("pool", shape, s.kernel, stride, s.padding, 1, s.ceil_mode))
+    return window_workspace(shape, out, s.kernel, stride, s.padding)
 
 
 def _pool_make(kind: str) -> Callable[[PoolSpec, Shape], nn.Module]:
@@ -53,8 +67,14 @@ def _pool_make(kind: str) -> Callable[[PoolSpec, Shape], nn.Module]:
     return make
 
 
-_register(Primitive("maxpool", PoolSpec, _pool_shape("maxpool"), _pool_make("max"), primary="kernel", doc="max pooling", params=_none))
-_register(Primitive("avgpool", PoolSpec, _pool_shape("avgpool"), _pool_make("avg"), primary="kernel", doc="average pooling", params=_none))
+_register(Primitive(
+    "maxpool", PoolSpec, _pool_shape("maxpool"), _pool_make("max"), primary="kernel", doc="max pooling", params=_none,
+    workspace=_pool_workspace,
+))
+_register(Primitive(
+    "avgpool", PoolSpec, _pool_shape("avgpool"), _pool_make("avg"), primary="kernel", doc="average pooling", params=_none,
+    workspace=_pool_workspace,
+))
 
 
 class AdaptiveSpec(Spec):
