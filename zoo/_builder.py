@@ -40,7 +40,10 @@ from ._pydantic_errors import validate
 from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._yaml import YList, YMap, loc_of
 
-__all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "check_size", "expand", "leaf_params", "leaves", "max_params"]
+__all__ = [
+    "DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "builtin_names", "check_size", "expand", "leaf_params",
+    "leaves", "max_params",
+]
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS or max_params=
 MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
@@ -541,3 +544,8 @@ def build_network(expanded: Expanded, *, device: str | torch.device | None = Non
                 raise SchemaError("'inline' is only meaningful inside residual, concat or seq", location=item.loc)
             ns.add(item, _module(item))
         return Network(ns.children)
+
+
+def builtin_names() -> set[str]:
+    """The primitives and combinators: names a block may not take (the built-in would win)."""
+    return set(PRIMITIVES) | set(_Expander({}, "").combinators)

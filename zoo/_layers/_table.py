@@ -37,6 +37,9 @@ class Primitive:
     # learnable parameters from spec and input shape, so size limits are checked before anything
     # is built; None means "build the layer on the meta device and count"
     params: Callable[[Any, Shape], int] | None = None
+    # values Keras' summary counts as non-trainable parameters besides these (batch-norm moving
+    # mean and variance), for counts under the "keras" convention; None means none
+    statistics: Callable[[Any, Shape], int] | None = None
 
 
 def _none(spec: Any, shape: Shape) -> int:
