@@ -495,7 +495,7 @@ class Registry:
             if parent not in self._index.models:
                 raise ExtendsError(
                     f"{current!r} extends unknown architecture {parent!r}",
-                    location=where, path="extends", hint=did_you_mean(parent, self._index.models) or "",
+                    location=where, path="extends", hint=_suggest(parent, list(self._index.models), otherwise=""),
                 )
             chain.append(parent)
         for n in reversed(chain):
@@ -509,12 +509,12 @@ class Registry:
         return self._specs[name]
 
 
-def _suggest(name: str, known: list[str]) -> str:
+def _suggest(name: str, known: list[str], otherwise: str = "zoo.list_models() shows the registered names") -> str:
     """A did-you-mean that also catches a difference of case only (``MNIST_CNN_V1``)."""
-    same = [k for k in known if k.lower() == name.lower()]
+    same = sorted(k for k in known if k.lower() == name.lower())
     if same:
         return f"did you mean {same[0]!r}? (model names are case-sensitive)"
-    return did_you_mean(name, known) or "zoo.list_models() shows the registered names"
+    return did_you_mean(name, known) or otherwise
 
 
 def _check_block_names(parsed: _Parsed) -> None:
