@@ -208,7 +208,8 @@ def _as_row(data: dict[str, Any]) -> Row | None:
 
 
 def catalog(pattern: str | None = None, *, registry: Registry = REGISTRY) -> Catalog:
-    """Rows for the registered models (matching ``pattern``) and every broken file's first error."""
+    """Rows for the registered models matching ``pattern``, and the first error of every broken
+    file or model (whatever the pattern: a broken file anywhere in the path is worth knowing)."""
     rows: list[Row] = []
     problems: list[str] = []
     with registry.pinned() as index, _CACHE.lock:
@@ -221,7 +222,8 @@ def catalog(pattern: str | None = None, *, registry: Registry = REGISTRY) -> Cat
                 _CACHE.put(key, check := _file_check(registry, entry))
             if "error" in check:
                 problems.append(str(check["error"]))
-        for name in registry.list_models(pattern):
+        shown = set(registry.list_models(pattern))
+        for name in registry.list_models():  # every model, so that every broken one is reported
             key = _model_key(index, name)
             data = _CACHE.get(key)
             row = None if data is None or "error" in data else _as_row(data)
@@ -229,7 +231,8 @@ def catalog(pattern: str | None = None, *, registry: Registry = REGISTRY) -> Cat
                 _CACHE.put(key, data := _row(registry, name))
                 row = None if "error" in data else _as_row(data)
             if row is not None:
-                rows.append(row)
+                if name in shown:
+                    rows.append(row)
             else:
                 problems.append(str(data["error"]))
         _CACHE.save()
