@@ -5,6 +5,8 @@
 
 1. ``import torch`` vs ``import torch, zoo`` in fresh interpreters, alternating; prints the difference.
 2. ``zoo.list_models()`` over all shipped files: first call and the median of later (cached) calls.
+   ``zoo list`` as a new process (counts from the expansion): with an empty count cache, and the
+   median with a warm one, over the shipped files and with 100 more registered files.
 3. Building a model that immediately receives weights: ``zoo.build(name)`` + ``load_state_dict`` vs
    ``zoo.build(name, device="meta")`` + ``load_state_dict(assign=True)``; prints the speed-up.
 """
@@ -12,10 +14,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 
 def _interpreter(code: str) -> float:
@@ -56,6 +61,41 @@ def bench_listing() -> None:
     print(f"list_models ({len(names)} models): first {first * 1000:.1f} ms, cached median {statistics.median(later) * 1000:.2f} ms (target < 50 ms)")
 
 
+def _user_files(folder: Path, n: int) -> None:
+    for i in range(n):
+        w = 4 + i % 13
+        params = (9 * w + w) + (9 * w * 2 * w + 2 * w) + (2 * w * 10 + 10)
+        (folder / f"user{i:03d}.yaml").write_text(
+            f"name: user_{i:03d}\ndescription: startup benchmark\nsource: benchmarks\ninput: [1, 28, 28]\n"
+            f"published: {{params: {params}, source: computed}}\nlayers:\n"
+            f"  - conv: {{filters: {w}, kernel: 3, act: relu}}\n  - maxpool: 2\n"
+            f"  - conv: {{filters: {2 * w}, kernel: 3, act: relu}}\n  - global_avgpool\n  - dense: 10\n"
+        )
+
+
+def bench_zoo_list(rounds: int) -> None:
+    """``python -m zoo list`` in a new process: cold (no count cache) once, warm as a median."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "archs"
+        folder.mkdir()
+        _user_files(folder, 100)
+        for label, extra in (("shipped files", {}), ("+ 100 files", {"ZOO_PATH": str(folder)})):
+            env = {**os.environ, **extra, "ZOO_CACHE_DIR": str(Path(tmp) / f"cache{len(extra)}")}
+            cmd = [sys.executable, "-m", "zoo", "list"]
+            start = time.perf_counter()
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            cold = time.perf_counter() - start
+            warm, bare = [], []
+            for _ in range(rounds):
+                bare.append(_interpreter("pass"))
+                start = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True, capture_output=True)
+                warm.append(time.perf_counter() - start)
+            w, b = statistics.median(warm), statistics.median(bare)
+            print(f"zoo list, {label} ({len(out.splitlines()) - 1} models): first ever {cold * 1000:6.0f} ms, "
+                  f"with the count cache {w * 1000:4.0f} ms (python -c pass: {b * 1000:.0f} ms; target < 500 ms)")
+
+
 def bench_meta_build(rounds: int) -> None:
     import zoo
 
@@ -81,6 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     bench_import(args.rounds)
     bench_listing()
+    bench_zoo_list(args.rounds)
     bench_meta_build(args.rounds)
 
 

@@ -135,21 +135,22 @@ class _Cache:
             return {}
         return {k: v for k, v in data["rows"].items() if isinstance(v, dict)}
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        path = cache_file()
+    def use(self, path: Path) -> None:
+        """Rows from this file (read once per process, or again when the folder changes)."""
         if self.loaded_from != path:
             self.rows, self.loaded_from = self._read_disk(path), path
+
+    def get(self, key: str) -> dict[str, Any] | None:
         return self.rows.get(key)
 
     def put(self, key: str, row: dict[str, Any]) -> None:
         self.rows[key] = self.new[key] = row
 
-    def save(self) -> None:
+    def save(self, path: Path) -> None:
         """Merge the new rows into the file (another process may have written it meanwhile) and
         replace it atomically. A folder that cannot be written only costs speed next time."""
         if not self.new:
             return
-        path = cache_file()
         rows = {**self._read_disk(path), **self.new}
         self.new = {}
         text = json.dumps({"version": CACHE_VERSION, "rows": rows})
@@ -212,7 +213,9 @@ def catalog(pattern: str | None = None, *, registry: Registry = REGISTRY) -> Cat
     file or model (whatever the pattern: a broken file anywhere in the path is worth knowing)."""
     rows: list[Row] = []
     problems: list[str] = []
+    where = cache_file()
     with registry.pinned() as index, _CACHE.lock:
+        _CACHE.use(where)
         problems += [str(p) for p in index.problems]
         problems += [str(p) for p in registry.duplicate_errors()]
         for entry in index.entries:
@@ -235,5 +238,5 @@ def catalog(pattern: str | None = None, *, registry: Registry = REGISTRY) -> Cat
                     rows.append(row)
             else:
                 problems.append(str(data["error"]))
-        _CACHE.save()
+        _CACHE.save(where)
     return Catalog(rows, list(dict.fromkeys(problems)))

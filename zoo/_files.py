@@ -26,7 +26,8 @@ def read_file(path: str | Path) -> bytes:
     except OSError as exc:
         raise SchemaError(f"cannot read file: {exc.strerror}", location=Location(str(path), 1, 1)) from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise SchemaError(
                 "not a regular file (a FIFO, device or folder); only plain files are read",
                 location=Location(str(path), 1, 1),
@@ -34,7 +35,9 @@ def read_file(path: str | Path) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_BYTES:
-            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            # ask for what stat says is there (os.read allocates what it is asked for), plus one
+            # byte to see the end or a file that grew since
+            chunk = os.read(fd, min(max(st.st_size - size, 0), MAX_BYTES - size) + 1)
             if not chunk:
                 break
             chunks.append(chunk)
