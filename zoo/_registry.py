@@ -438,6 +438,8 @@ class Registry:
         other = Registry()
         other._extra_dirs = [d for d in self.dirs() if d != path.parent]  # its siblings may collide with it
         other._extra_files = [str(path)]
+        with self._lock:  # parsed files and headers, keyed by content: reuse, do not re-parse
+            other._cache, other._headers = dict(self._cache), dict(self._headers)
         with other._lock:
             other._refresh()
             for name, again in other._index.duplicates.items():
@@ -575,7 +577,7 @@ def _own(path: str, arch: ArchitectureFile, raw: Any, parent: ArchitectureSpec |
         reference=arch.reference,
         features=pick("features"),
         init=raw["init"] if arch.init is not None else (parent.init if parent else None),
-        weights={str(k): v for k, v in arch.weights.items()} if arch.weights else None,
+        weights={str(k): v for k, v in arch.weights.items()} if arch.weights else (parent.weights if parent else None),
         blocks={**(parent.blocks if parent else {}), **arch.blocks},
         layers=raw["layers"] if arch.layers is not None else (parent.layers if parent else []),
         abstract=arch.abstract,
