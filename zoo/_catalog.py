@@ -201,11 +201,20 @@ def _file_check(registry: Registry, entry: Entry) -> dict[str, Any]:
     return {"ok": True}
 
 
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "params": (int,), "published": (int, type(None)), "convention": (str,), "source": (str,),
+    "description": (str,), "pretrained": (list,), "input": (list,), "file": (str,),
+}
+
+
 def _as_row(data: dict[str, Any]) -> Row | None:
-    try:
-        return Row(**data)
-    except TypeError:
-        return None  # a row written by another version of the zoo: counted again
+    """A cached row, or None when it is not one (another version of the zoo, a hand edit): then
+    the model is counted again."""
+    if set(data) != set(_ROW_TYPES) or not all(
+        isinstance(data[k], types) and not isinstance(data[k], bool) for k, types in _ROW_TYPES.items()
+    ):
+        return None
+    return Row(**data)
 
 
 def catalog(pattern: str | None = None, *, registry: Registry = REGISTRY) -> Catalog:

@@ -376,3 +376,23 @@ def test_header_scan_of_every_shipped_file_matches_its_parse() -> None:
         header, raw = scan_header(path.read_bytes()), load_yaml(path)
         assert header is not None, path  # shipped files are listed without parsing
         assert (header.name, header.abstract, header.extends) == (raw.get("name"), raw.get("abstract", False), raw.get("extends")), path
+
+
+def test_a_damaged_count_cache_is_recounted_and_rewritten(arch_dir: Writer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from zoo import _catalog
+
+    arch_dir("tiny.yaml", "name: tiny\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_catalog, "_CACHE", _catalog._Cache())
+    _catalog.catalog("tiny")
+    cache = _catalog.cache_file()
+    rows = json.loads(cache.read_text())["rows"]
+    for key in rows:  # rows of the wrong shape (another version, a hand edit) are counted again
+        rows[key] = {**rows[key], "params": "many"} if "params" in rows[key] else rows[key]
+    cache.write_text(json.dumps({"version": 1, "rows": rows}))
+    monkeypatch.setattr(_catalog, "_CACHE", _catalog._Cache())
+    assert [r.params for r in _catalog.catalog("tiny").rows] == [10]
+    cache.write_text("{not json")
+    monkeypatch.setattr(_catalog, "_CACHE", _catalog._Cache())
+    assert [r.params for r in _catalog.catalog("tiny").rows] == [10]  # a damaged file is recounted
+    assert json.loads(cache.read_text())["version"] == 1
