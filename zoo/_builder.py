@@ -40,10 +40,7 @@ from ._pydantic_errors import validate
 from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
 from ._yaml import YList, YMap, loc_of
 
-__all__ = [
-    "DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "builtin_names", "check_size", "expand", "leaf_params",
-    "leaves", "max_params",
-]
+__all__ = ["DEFAULT_MAX_PARAMS", "Expanded", "allocate", "build_network", "check_size", "expand", "leaf_params", "leaves", "max_params"]
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32; raise with ZOO_MAX_PARAMS or max_params=
 MAX_LAYERS = 100_000  # leaves after expanding repeats and blocks; the largest real CNN has < 2,000
