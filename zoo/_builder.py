@@ -788,3 +788,8 @@ def build_network(
                                   location=item.loc, hint="wrap it in a seq, or drop 'bare: true'")
             ns.add(item, _module(item))
         return Network(ns.modules())
+
+
+def builtin_names() -> set[str]:
+    """The primitives and combinators: names a block may not take (the built-in would win)."""
+    return set(PRIMITIVES) | set(_Expander({}, "").combinators)

@@ -15,24 +15,23 @@ __all__ = ["main", "summary_main"]
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ._api import build
-    from ._registry import get_spec, list_models
-    from ._summary import count_params
+    """Counts from the expansion (cached), never by building; broken files are reported, not fatal."""
+    from ._catalog import catalog
 
-    names = list_models(args.pattern)
-    width = max((len(n) for n in names), default=10)
-    print(f"{'model':<{width}}  {'params':>13}  {'published':>13}  source")
-    failed = 0
-    for name in names:
-        spec = get_spec(name)
-        convention = spec.published.convention if spec.published else "pytorch"
-        count = count_params(build(name, device="meta"), convention=convention)
-        published = spec.published.params if spec.published else None
-        mark = "" if published in (None, count) else "  <- differs"
-        failed += bool(mark)
-        shown = f"{published:,}" if published is not None else "-"
-        print(f"{name:<{width}}  {count:>13,}  {shown:>13}  {spec.source}{mark}")
-    return 1 if failed else 0
+    result = catalog(args.pattern)
+    rows = [r for r in result.rows if r.pretrained] if args.pretrained else result.rows
+    if args.json:
+        print(json.dumps([r.as_json() for r in rows], indent=2))
+    else:
+        width = max((len(r.name) for r in rows), default=10)
+        print(f"{'model':<{width}}  {'params':>13}  {'published':>13}  source")
+        for r in rows:
+            shown = f"{r.published:,}" if r.published is not None else "-"
+            mark = "" if r.matches else "  <- differs"
+            print(f"{r.name:<{width}}  {r.params:>13,}  {shown:>13}  {r.source}{mark}")
+    for problem in result.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if result.problems or not all(r.matches for r in rows) else 0
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -129,6 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="every model with its parameter count and source")
     p.add_argument("pattern", nargs="?", default=None, help="glob, e.g. 'resnet*'")
+    p.add_argument("--json", action="store_true", help="one JSON object per model (name, params, published, ...)")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights")
     p.set_defaults(func=_list)
     p = sub.add_parser("summary", help="torchinfo summary with the published count beside the actual one")
     _add_summary_args(p)

@@ -15,12 +15,12 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ._errors import Location, SchemaError
+from ._files import MAX_BYTES, read_file
 
-__all__ = ["YList", "YMap", "load_yaml", "loc_of", "parse_yaml"]
+__all__ = ["MAX_BYTES", "YList", "YMap", "load_yaml", "loc_of", "parse_yaml"]
 
 MAX_NODES = 200_000  # values after alias expansion; a real architecture file has a few thousand
 MAX_DEPTH = 64  # nesting depth; real files stay under 20
-MAX_BYTES = 4 * 1024 * 1024
 
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:str",
@@ -226,10 +226,5 @@ def _too_deep(file: str, text: str) -> Location:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read and parse a YAML file (see parse_yaml)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise SchemaError(f"cannot read file: {exc.strerror}", location=Location(str(p), 1, 1)) from None
-    return parse_yaml(data, str(p))
+    """Read (see read_file) and parse a YAML file (see parse_yaml)."""
+    return parse_yaml(read_file(path), str(path))

@@ -36,3 +36,18 @@ def arch_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
 
     yield write
     REGISTRY._index_key = None  # forget the scratch folder's index
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_list_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``zoo list`` caches counts on disk; tests (and the CLI processes they start) use a scratch
+    folder instead of the user's ~/.cache/zoo."""
+    import os
+
+    before = os.environ.get("ZOO_CACHE_DIR")
+    os.environ["ZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("zoo_cache"))
+    yield
+    if before is None:
+        os.environ.pop("ZOO_CACHE_DIR", None)
+    else:
+        os.environ["ZOO_CACHE_DIR"] = before

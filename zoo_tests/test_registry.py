@@ -151,3 +151,248 @@ def test_wheel_ships_the_architectures(tmp_path: Path) -> None:
                          env={"PYTHONPATH": str(target), "PATH": ""}, check=True)
     where, count = out.stdout.split()
     assert where.startswith(str(target)) and count == "95082"
+
+
+# ---------------------------------------------------------------- listing from counts (issue 13)
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_count_from_the_expansion_equals_the_built_count(name: str) -> None:
+    """``zoo list`` counts from the primitive table's rules; the modules actually built agree, in
+    both conventions (keras adds batch-norm moving statistics)."""
+    from zoo._api import resolve_params
+    from zoo._catalog import count_expanded
+
+    spec = zoo.get_spec(name)
+    with_params = dict(spec.published.with_params) if spec.published else {}
+    given, shape = resolve_params(spec, None, None, with_params)
+    expanded = REGISTRY.expand(spec, given, tuple(shape))
+    model = zoo.build(name, device="meta", **with_params)
+    for convention in ("pytorch", "keras"):
+        assert count_expanded(expanded, convention=convention) == zoo.count_params(model, convention=convention)
+
+
+def test_catalog_never_builds_and_a_warm_listing_loads_neither_torch_nor_pydantic(
+    arch_dir: Writer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import zoo._builder
+    from zoo._catalog import catalog
+
+    arch_dir("tiny.yaml", "name: tiny\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("zoo list must not build a model")
+
+    monkeypatch.setattr(zoo._builder, "build_network", refuse)
+    result = catalog()
+    assert not result.problems
+    counts = {r.name: r.params for r in result.rows}
+    assert counts["tiny"] == 10 and counts["mnist_cnn_v1"] == 95082 and counts["resnet50_keras"] == 25_636_712
+    code = (
+        "import sys; from zoo._catalog import catalog; rows = catalog().rows; "
+        "print(len(rows), sorted(m for m in ('torch', 'pydantic', 'yaml', 'zoo._schema') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert int(out[0]) == len(result.rows) and out[1].strip() == "[]"  # rows from the disk cache
+
+
+def test_zoo_list_reports_each_broken_file_and_lists_the_rest(arch_dir: Writer) -> None:
+    arch_dir("good.yaml", "name: good\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n")
+    arch_dir("bad_yaml.yaml", "name: bad_yaml\nlayers: [dense: 2\n")
+    arch_dir("bad_layer.yaml", "name: bad_layer\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 1, source: s}\nlayers: [dnese: 2]\n")
+    arch_dir("no_name.yaml", "description: d\n")
+    out = subprocess.run([sys.executable, "-m", "zoo", "list", "[gm]*"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    listed = {line.split()[0] for line in out.stdout.splitlines()[1:]}
+    assert listed == set(zoo.list_models("[gm]*")) and {"good", "mnist_cnn_v1"} <= listed  # the pattern limits rows, not errors
+    errors = out.stderr.splitlines()
+    assert len(errors) == 3 and all(e.startswith("error: ") for e in errors)
+    assert any("bad_yaml.yaml:3:1: invalid YAML" in e for e in errors)
+    assert any("bad_layer.yaml:6:" in e and "dnese" in e for e in errors)
+    assert any("no_name.yaml:1:1:" in e and "'name'" in e for e in errors)
+
+
+def test_zoo_list_json_and_pretrained() -> None:
+    run = [sys.executable, "-m", "zoo", "list", "--json"]
+    rows = json.loads(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == set(zoo.list_models())
+    assert by_name["resnet50"]["params"] == 25_557_032 and by_name["resnet50"]["pretrained"] == ["torchvision"]
+    assert by_name["mnist_cnn_v1"]["convention"] == "keras" and by_name["mnist_cnn_v1"]["matches"] is True
+    rows = json.loads(subprocess.run([*run, "--pretrained"], capture_output=True, text=True, check=True).stdout)
+    names = {r["name"] for r in rows}
+    assert {"resnet50", "inception_v4", "xception"} <= names and not names & {"mnist_cnn_v1", "resnet50_keras"}
+    assert all(r["pretrained"] for r in rows)
+
+
+# ---------------------------------------------------------------- hostile folders (issue 11)
+
+def test_a_rewrite_keeping_mtime_and_size_is_seen(arch_dir: Writer) -> None:
+    import os
+
+    from zoo._catalog import catalog
+
+    text = "name: same_size\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n"
+    path = arch_dir("s.yaml", text)
+    assert zoo.count_params(zoo.build("same_size")) == 10
+    assert [r.params for r in catalog("same_size").rows] == [10]
+    before = path.stat()
+    path.write_text(text.replace("dense: 2", "dense: 3"))  # 15 parameters, same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_mtime_ns, path.stat().st_size) == (before.st_mtime_ns, before.st_size)
+    assert zoo.count_params(zoo.build("same_size")) == 15
+    assert [r.params for r in catalog("same_size").rows] == [15]
+
+
+def test_links_fifos_and_devices_in_a_registered_folder_break_nothing(arch_dir: Writer, tmp_path: Path) -> None:
+    import os
+
+    good = arch_dir("good.yaml", "name: good\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n")
+    folder = good.parent
+    (folder / "loop.yaml").symlink_to(folder / "loop.yaml")
+    (folder / "dangling.yaml").symlink_to(tmp_path / "missing.yaml")
+    (folder / "zero.yaml").symlink_to("/dev/zero")
+    os.mkfifo(folder / "fifo.yaml")
+    (folder / ".#good.yaml").symlink_to("user@host.1234")  # an editor's lock file: ignored
+    assert "good" in zoo.list_models() and "mnist_cnn_v1" in zoo.list_models()
+    assert zoo.count_params(zoo.build("mnist_cnn_v1")) == 95082
+    assert zoo.count_params(zoo.build("good")) == 10
+    problems = {Path(p.file or "").name: str(p) for p in REGISTRY.problems()}
+    assert set(problems) == {"loop.yaml", "dangling.yaml", "zero.yaml", "fifo.yaml"}
+    assert "not a regular file" in problems["fifo.yaml"] and "not a regular file" in problems["zero.yaml"]
+    out = subprocess.run([sys.executable, "-m", "zoo", "list", "good"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "good" in out.stdout and len(out.stderr.splitlines()) == 4
+
+
+def test_reading_stops_at_the_limit_and_never_blocks(tmp_path: Path) -> None:
+    import os
+
+    from zoo._files import MAX_BYTES
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    for path in (tmp_path / "fifo.yaml", Path("/dev/zero")):
+        with pytest.raises(zoo.SchemaError, match="not a regular file"):
+            load_yaml(path)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_BYTES + 10))
+    with pytest.raises(zoo.SchemaError, match="larger than"):
+        load_yaml(big)
+
+
+def test_files_deleted_and_recreated_while_eight_threads_list_and_build(arch_dir: Writer) -> None:
+    text = "name: churn\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n"
+    path = arch_dir("churn.yaml", text)
+    stop = threading.Event()
+    unexpected: list[BaseException] = []
+    shipped: list[int] = []
+
+    def churn() -> None:
+        while not stop.is_set():
+            path.unlink()
+            path.write_text(text)
+
+    def work() -> None:
+        for _ in range(15):
+            try:
+                zoo.list_models()
+                shipped.append(zoo.count_params(zoo.build("mnist_cnn_v1", device="meta")))
+                zoo.build("churn", device="meta")
+            except zoo.ZooError:
+                pass  # the churned file may be missing or half-written at that instant: a ZooError is right
+            except BaseException as exc:  # anything else (FileNotFoundError) fails the test below
+                unexpected.append(exc)
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    workers = [threading.Thread(target=work) for _ in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    churner.join()
+    assert not unexpected, repr(unexpected[:3])
+    assert shipped == [95082] * len(shipped) and shipped
+
+
+def test_zoo_path_naming_a_missing_folder_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ZOO_PATH", str(tmp_path / "nonexistent"))
+    with pytest.raises(zoo.RegistryError, match="ZOO_PATH names .*nonexistent.* not a directory"):
+        zoo.list_models()
+    out = subprocess.run([sys.executable, "-m", "zoo", "list"], capture_output=True, text=True)
+    assert out.returncode != 0 and "ZOO_PATH" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unknown_name_suggests_a_case_difference_and_checks_types() -> None:
+    with pytest.raises(zoo.UnknownNameError, match="did you mean 'mnist_cnn_v1'"):
+        zoo.build("MNIST_CNN_V1")
+    with pytest.raises(zoo.RegistryError, match="glob string"):
+        zoo.list_models(5)  # type: ignore[arg-type]
+
+
+def test_duplicate_names_break_only_the_duplicated_model(arch_dir: Writer) -> None:
+    body = "description: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n"
+    arch_dir("a.yaml", "name: twice\n" + body)
+    arch_dir("b.yaml", "name: twice\n" + body)
+    assert "twice" in zoo.list_models()
+    with pytest.raises(zoo.RegistryError, match="defined twice"):
+        zoo.build("twice")
+    assert zoo.count_params(zoo.build("mnist_cnn_v1")) == 95082
+
+
+def test_a_long_extends_chain_resolves_without_recursion(arch_dir: Writer) -> None:
+    depth = 1500
+    arch_dir("c0.yaml", "name: c0\ndescription: d\nsource: s\ninput: [4]\nparams: {units: 2}\n"
+                        "published: {params: 10, source: s}\nlayers: [dense: '${units}']\n")
+    for i in range(1, depth):
+        arch_dir(f"c{i}.yaml", f"name: c{i}\nextends: c{i - 1}\npublished: {{params: 10, source: s}}\n")
+    assert zoo.count_params(zoo.build(f"c{depth - 1}", device="meta")) == 10
+
+
+@pytest.mark.parametrize("text, name", [
+    ("name: plain\n", "plain"),
+    ("name: 'quoted'  # comment\n", "quoted"),
+    ('name: "dq"\r\n', "dq"),
+    ("{name: flow, description: d}\n", "flow"),  # no plain top-level line: parsed to find out
+    ("name:\n  on_next_line\n", "on_next_line"),
+    ("description: |\n  name: inside_a_string\nname: real\n", "real"),
+    ("---\nname: after_marker\n", "after_marker"),
+])
+def test_header_scan_agrees_with_yaml(text: str, name: str, tmp_path: Path) -> None:
+    from zoo._registry import Registry
+
+    path = tmp_path / "h.yaml"
+    path.write_text(text)
+    registry = Registry()
+    registry.register_dir(tmp_path)
+    assert name in registry.list_models()
+    assert load_yaml(path)["name"] == name
+
+
+def test_header_scan_of_every_shipped_file_matches_its_parse() -> None:
+    from zoo._registry import scan_header
+
+    for path in builtin_dir().rglob("*.yaml"):
+        header, raw = scan_header(path.read_bytes()), load_yaml(path)
+        assert header is not None, path  # shipped files are listed without parsing
+        assert (header.name, header.abstract, header.extends) == (raw.get("name"), raw.get("abstract", False), raw.get("extends")), path
+
+
+def test_a_damaged_count_cache_is_recounted_and_rewritten(arch_dir: Writer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from zoo import _catalog
+
+    arch_dir("tiny.yaml", "name: tiny\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 10, source: s}\nlayers: [dense: 2]\n")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_catalog, "_CACHE", _catalog._Cache())
+    _catalog.catalog("tiny")
+    cache = _catalog.cache_file()
+    rows = json.loads(cache.read_text())["rows"]
+    for key in rows:  # rows of the wrong shape (another version, a hand edit) are counted again
+        rows[key] = {**rows[key], "params": "many"} if "params" in rows[key] else rows[key]
+    cache.write_text(json.dumps({"version": 1, "rows": rows}))
+    monkeypatch.setattr(_catalog, "_CACHE", _catalog._Cache())
+    assert [r.params for r in _catalog.catalog("tiny").rows] == [10]
+    cache.write_text("{not json")
+    monkeypatch.setattr(_catalog, "_CACHE", _catalog._Cache())
+    assert [r.params for r in _catalog.catalog("tiny").rows] == [10]  # a damaged file is recounted
+    assert json.loads(cache.read_text())["version"] == 1

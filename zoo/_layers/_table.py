@@ -60,6 +60,9 @@ class Primitive:
     spec: type[Spec]
     shape: Callable[[Any, Shape], Shape]
     make: Callable[[Any, Shape], nn.Module]
+    # values Keras' summary counts as non-trainable parameters besides ``params`` (batch-norm moving
+    # mean and variance), for counts under the "keras" convention; None means none
+    statistics: Callable[[Any, Shape], int] | None = None
     primary: str | None = None  # the field a scalar shorthand sets: ``maxpool: 2``
     doc: str = ""
     # learnable parameters from spec and input shape, so size limits are checked before anything

@@ -72,7 +72,10 @@ def _bn_params(s: BatchNormSpec, shape: Shape) -> int:
     return shape[0] * (int(s.scale) + int(s.center))
 
 
-_register(Primitive("batchnorm", BatchNormSpec, _bn_shape, _bn_make, doc="batch normalization", params=_bn_params))
+_register(Primitive(
+    "batchnorm", BatchNormSpec, _bn_shape, _bn_make, doc="batch normalization", params=_bn_params,
+    statistics=lambda s, shape: 2 * shape[0],  # running mean and variance
+))
 
 
 class LrnSpec(Spec):
