@@ -1,0 +1,139 @@
+"""Every registered model works with the tools PyTorch users reach for, with equal outputs:
+``torch.fx.symbolic_trace`` and torchvision's ``create_feature_extractor``, ``torch.export``,
+``torch.compile(fullgraph=True)`` (no graph breaks) and ONNX export run by onnxruntime.
+
+fx tracing runs on every model, on the meta device (shapes only; no weights allocated). Numeric
+checks and the dynamo-based parts cost seconds per model on a 2-core CI, so they run on one
+*representative* per construction signature: the set of module
+classes and plan-step kinds a built model contains (a deeper ResNet adds blocks, not kinds of
+modules, so what traces in resnet18 traces in resnet152). The representative is the model with the
+fewest modules in its group; a new family with a new kind of module becomes a representative by
+itself. ``ZOO_INTEROP_ALL=1`` runs every part on every model (the full table in the closing note).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import zoo
+from zoo_tests.shapes import test_input_shape
+
+
+def _step_kinds(step: Any, out: set[str]) -> None:
+    if isinstance(step, str):
+        return
+    out.add(step[0])
+    parts = step[1] if step[0] in ("seq", "cat") else [s for s in step[1:3] + step[4:] if s is not None]
+    for sub in parts:
+        _step_kinds(sub, out)
+
+
+def _signature(model: nn.Module) -> frozenset[str]:
+    kinds: set[str] = set()
+    for module in model.modules():
+        kinds.add(type(module).__name__)
+        plan = getattr(module, "plan", None)
+        if plan is not None:
+            _step_kinds(plan, kinds)
+    return frozenset(kinds)
+
+
+@functools.cache
+def representatives() -> list[str]:
+    if os.environ.get("ZOO_INTEROP_ALL"):
+        return zoo.list_models()
+    groups: dict[frozenset[str], list[tuple[int, str]]] = defaultdict(list)
+    for name in zoo.list_models():
+        model = zoo.build(name, device="meta")
+        groups[_signature(model)].append((sum(1 for _ in model.modules()), name))
+    return sorted(min(group)[1] for group in groups.values())
+
+
+def _model_and_input(name: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The model at the smallest input it accepts (eval mode, seeded init), an input, its output."""
+    torch.manual_seed(0)
+    shape = test_input_shape(name)
+    model = zoo.build(name, input_size=shape).eval()
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        ref = model(x)
+    return model, x, ref
+
+
+def _assert_close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    # randomly initialized deep nets have large logits: compare relative to the output's scale
+    scale = float(ref.abs().max()) or 1.0
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_fx_traces_every_model(name: str) -> None:
+    """symbolic_trace and create_feature_extractor on the meta device: no memory, shapes propagate."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    shape = test_input_shape(name)
+    model = zoo.build(name, input_size=shape, device="meta").eval()
+    x = torch.empty(2, *shape, device="meta")
+    want = model(x).shape
+    assert torch.fx.symbolic_trace(model)(x).shape == want
+    # torchvision's extractor traces train and eval mode; ask for the feature points and the last
+    # top-level module (the model's output in eval mode)
+    wanted = list(zoo.get_spec(name).features or [])
+    last = list(dict(model.named_children()))[-1]
+    out = create_feature_extractor(model, return_nodes=[*wanted, last]).eval()(x)
+    assert out[last].shape == want
+    if wanted:  # the extractor's maps have the channels features_only reports
+        info = zoo.build(name, input_size=shape, features_only=True, device="meta").feature_info
+        assert [int(out[n].shape[1]) for n in wanted] == [d["num_chs"] for d in info if d["module"] in wanted]
+
+
+@pytest.mark.parametrize("name", representatives())
+def test_fx_trace_gives_equal_outputs(name: str) -> None:
+    model, x, ref = _model_and_input(name)
+    with torch.no_grad():
+        _assert_close(torch.fx.symbolic_trace(model)(x), ref)
+
+
+@pytest.mark.parametrize("name", representatives())
+def test_torch_export_and_onnx(name: str) -> None:
+    model, x, ref = _model_and_input(name)
+    # strict export traces with dynamo: it fails on any graph break, so it also proves fullgraph
+    program = torch.export.export(model, (x,), strict=True)
+    with torch.no_grad():
+        _assert_close(program.module()(x), ref)
+    ort = pytest.importorskip("onnxruntime", reason="ONNX part: pip install 'zoo[onnx]'")
+    pytest.importorskip("onnxscript", reason="ONNX part: pip install 'zoo[onnx]'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_program = torch.onnx.export(program, (x,), dynamo=True, verbose=False)
+    assert onnx_program is not None
+    session = ort.InferenceSession(onnx_program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    _assert_close(torch.from_numpy(got), ref)
+
+
+@pytest.mark.parametrize("name", representatives())
+def test_compile_has_no_graph_breaks(name: str) -> None:
+    import torch._dynamo
+
+    model, x, ref = _model_and_input(name)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)  # fullgraph: a break is an error
+    with torch.no_grad():
+        _assert_close(compiled(x), ref)
+
+
+def test_signature_separates_constructions_and_groups_depths() -> None:
+    """Depth variants share a representative; 'same' padding or fused activations make a new one."""
+    sig = {n: _signature(zoo.build(n, device="meta")) for n in ("resnet18", "resnet152", "inception_v3", "inception_v3_keras")}
+    assert sig["resnet18"] == sig["resnet152"]
+    assert sig["inception_v3"] != sig["inception_v3_keras"]
+    assert "BatchNormNoScale" in sig["inception_v3_keras"] and "res" in sig["resnet18"]
