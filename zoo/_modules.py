@@ -100,11 +100,40 @@ class Aux(Graph):
 class Network(nn.Sequential):
     """The root of a built model: a Sequential that also returns aux outputs when training."""
 
+    classifier_name: str | None = None  # the head's module path, where the model has one (set by zoo.build)
+    num_features: int = 0  # the head's input features (timm's name)
+    num_classes: int = 0
+
     def __init__(self, children: dict[str, nn.Module]) -> None:
         super().__init__()
         for name, module in children.items():
             self.add_module(name, module)
         self.aux_names = [name for name, m in self.named_modules() if isinstance(m, Aux)]
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self._head())
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialized head with ``num_classes`` outputs; 0 removes it (timm's idiom:
+        the model then returns its pooled features, ``(N, num_features)``)."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            from ._errors import SchemaError
+
+            raise SchemaError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        old = self.get_classifier()
+        weight = next(old.parameters(), None)
+        head: nn.Module = nn.Identity()
+        if num_classes:
+            head = nn.Linear(self.num_features, num_classes, device=weight.device if weight is not None else None)
+        self.set_submodule(self._head(), head)
+        self.num_classes = num_classes
+
+    def _head(self) -> str:
+        if self.classifier_name is None:
+            from ._errors import SchemaError
+
+            raise SchemaError("this model has no classifier (no final dense layer with num_classes outputs)")
+        return self.classifier_name
 
     def forward(self, x: Tensor) -> Any:
         for module in self:

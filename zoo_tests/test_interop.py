@@ -137,3 +137,34 @@ def test_signature_separates_constructions_and_groups_depths() -> None:
     assert sig["resnet18"] == sig["resnet152"]
     assert sig["inception_v3"] != sig["inception_v3_keras"]
     assert "BatchNormNoScale" in sig["inception_v3_keras"] and "res" in sig["resnet18"]
+
+
+# ---------------------------------------------------------------- timm's conventions
+
+
+def test_timm_spellings_in_chans_num_classes_0_and_reset_classifier() -> None:
+    torch.manual_seed(0)
+    model = zoo.build("resnet18", num_classes=0, in_chans=1).eval()
+    x = torch.randn(2, 1, 64, 64)
+    assert model(x).shape == (2, 512) and model.num_features == 512
+    assert isinstance(model.get_classifier(), nn.Identity) and "fc.weight" not in model.state_dict()
+    model.reset_classifier(7)
+    assert model(x).shape == (2, 7) and model.get_classifier().weight.shape == (7, 512)
+    model.reset_classifier(0)
+    assert model(x).shape == (2, 512)
+    with pytest.raises(zoo.SchemaError, match="disagree"):
+        zoo.build("resnet18", in_chans=1, in_channels=3)
+    with pytest.raises(zoo.SchemaError):
+        model.reset_classifier(-1)
+    # VGG's head is the last layer of its classifier block: features before it are 4096 wide
+    assert zoo.build("vgg11", num_classes=0, device="meta")(torch.empty(1, 3, 32, 32, device="meta")).shape == (1, 4096)
+
+
+def test_feature_info_has_timms_accessors_and_stays_a_list() -> None:
+    import timm
+
+    ours = zoo.build("resnet18", features_only=True, device="meta").feature_info
+    theirs = timm.create_model("resnet18", features_only=True, pretrained=False).feature_info
+    assert ours.channels() == theirs.channels() and ours.reduction() == theirs.reduction()
+    assert ours.channels(2) == 128 and ours.reduction([0, 4]) == [2, 32] and ours.module_name(1) == "layer1"
+    assert ours[1] == {"module": "layer1", "num_chs": 64, "reduction": 4}
