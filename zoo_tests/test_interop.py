@@ -17,6 +17,7 @@ import functools
 import os
 import warnings
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ from torch import nn
 
 import zoo
 from zoo_tests.shapes import test_input_shape
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _step_kinds(step: Any, out: set[str]) -> None:
@@ -168,3 +171,46 @@ def test_feature_info_has_timms_accessors_and_stays_a_list() -> None:
     assert ours.channels() == theirs.channels() and ours.reduction() == theirs.reduction()
     assert ours.channels(2) == 128 and ours.reduction([0, 4]) == [2, 32] and ours.module_name(1) == "layer1"
     assert ours[1] == {"module": "layer1", "num_chs": 64, "reduction": 4}
+
+
+# ---------------------------------------------------------------- zoo export
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".pt"), ("exported", ".pt2")])
+def test_zoo_export_round_trips_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, suffix: str) -> None:
+    from zoo._cli import main
+
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="ONNX part: pip install 'zoo[onnx]'")
+    out = tmp_path / f"m{suffix}"
+    assert main(["export", "mnist_cnn_v1", "--format", fmt, "--output", str(out)]) == 0
+    assert out.is_file() and "outputs match" in capsys.readouterr().out
+
+
+def test_zoo_export_of_a_run_directory_uses_its_best_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo._checkpoint import save_checkpoint
+    from zoo._cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text((ROOT / "recipes" / "quickstart_digits.yaml").read_text())
+    torch.manual_seed(1)
+    trained = zoo.build("mnist_cnn_v1", num_classes=7).eval()
+    save_checkpoint(run / "best.pt", {"model": trained.state_dict(), "epoch": 2})
+    out = tmp_path / "run.pt2"
+    assert main(["export", str(run), "--format", "exported", "--output", str(out)]) == 0
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(torch.export.load(str(out)).module()(x), trained(x))
+    assert main(["export", str(tmp_path), "--format", "exported", "--output", str(out)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    assert main(["export", "mnist_cnn_v1", "--format", "exported", "--output", str(tmp_path / "x.onnx")]) == 2
+    assert ".pt2" in capsys.readouterr().err
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo._cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("zoo ")
