@@ -43,7 +43,10 @@ def _from_run(run_dir: Path) -> tuple[nn.Module, list[int]]:
     if head is not None and f"{head}.weight" in state:
         kwargs["num_classes"] = int(state[f"{head}.weight"].shape[0])
     model = zoo.build(recipe.model.name, pretrained=run_dir, **kwargs, **params)
+    from ._weights import LoadReport
+
     report = model.load_report
+    assert isinstance(report, LoadReport)
     if report.reinitialized or report.adapted:
         raise WeightsError(f"the weights in {run_dir} do not fit {recipe.model.name!r}: {report}")
     shape = list(zoo.get_spec(recipe.model.name).input)
@@ -111,9 +114,9 @@ def _torchscript(model: nn.Module, x: torch.Tensor, out: Path) -> torch.Tensor:
     # tracing, not scripting: scripting is deprecated upstream and the graph has no data-dependent flow
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # jit's deprecation notice: the file is what was asked for
-        traced = torch.jit.trace(model, (x,))
-        traced.save(str(out))  # type: ignore[no-untyped-call]
-        loaded = torch.jit.load(str(out))
+        traced = torch.jit.trace(model, (x,))  # type: ignore[no-untyped-call]
+        traced.save(str(out))
+        loaded = torch.jit.load(str(out))  # type: ignore[no-untyped-call]
     result: torch.Tensor = loaded(x)
     return result
 
