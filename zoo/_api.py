@@ -11,6 +11,7 @@ from torch import nn
 
 from ._builder import build_network
 from ._errors import SchemaError, UnknownNameError, did_you_mean
+from ._modules import Network
 from ._registry import REGISTRY
 from ._schema import ArchitectureSpec
 
@@ -90,6 +91,7 @@ def build(
     device: str | torch.device | None = None,
     max_params: int | None = None,
     max_activation: int | None = None,
+    in_chans: int | None = None,
     **params: Any,
 ) -> nn.Module:
     """Build a registered architecture into a plain ``torch.nn.Module`` that returns logits.
@@ -101,6 +103,10 @@ def build(
     (``out_indices`` selects some); ``model.feature_info`` gives their channels and strides.
     ``max_params``/``max_activation`` raise the limits on parameters and on the elements of one
     layer's tensors per sample (defaults 2e9 and 2**28; ``ZOO_MAX_PARAMS``/``ZOO_MAX_ACTIVATION``).
+
+    timm's spellings work too: ``in_chans=`` for ``in_channels=``; ``num_classes=0`` removes the
+    classifier (the model returns pooled features ``(N, model.num_features)``), and
+    ``model.reset_classifier(n)`` puts a new one back.
     """
     if max_params is not None:
         _positive_int("max_params", max_params)
@@ -109,7 +115,11 @@ def build(
     if not isinstance(features_only, bool):
         raise SchemaError(f"features_only must be true or false, got {features_only!r}")
     device = check_device(device)
+    in_channels = _alias_in_chans(in_channels, in_chans)
+    headless = num_classes == 0 and not isinstance(num_classes, bool)
     spec = REGISTRY.get_spec(name)
+    if headless:
+        num_classes = None  # build with the file's head, then take it off
     given, shape = resolve_params(spec, num_classes, in_channels, params)
     if input_size is not None:
         shape = check_input_size(input_size, spec.input)
@@ -131,6 +141,12 @@ def build(
         expanded = REGISTRY.expand(spec, given, tuple(shape))
         model = build_network(expanded, device="meta", limit=max_params, activation_limit=max_activation)
         model = load_pretrained(model, spec, pretrained, device=device)
+    if isinstance(model, Network):
+        _mark_classifier(model, spec, given.get("num_classes", spec.params.get("num_classes")))
+        if headless:
+            model.reset_classifier(0)
+    elif headless:
+        raise SchemaError(f"{spec.name!r} has no classifier to remove (num_classes=0)")
     if features_only:
         from ._features import features_only as extract
 
@@ -139,3 +155,23 @@ def build(
         if report is not None:
             model.load_report = report
     return model
+
+
+def _alias_in_chans(in_channels: int | None, in_chans: int | None) -> int | None:
+    """timm's ``in_chans`` is another name for ``in_channels``."""
+    if in_chans is None:
+        return in_channels
+    if in_channels is not None and in_channels != in_chans:
+        raise SchemaError(f"in_chans={in_chans!r} and in_channels={in_channels!r} disagree; pass one of them")
+    return in_chans
+
+
+def _mark_classifier(model: Network, spec: ArchitectureSpec, num_classes: Any) -> None:
+    """Remember the classifier: the last Linear layer with ``num_classes`` outputs (after any aux heads)."""
+    if "num_classes" not in spec.params or not isinstance(num_classes, int):
+        return
+    heads = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    if heads:
+        head = model.get_submodule(heads[-1])
+        assert isinstance(head, nn.Linear)
+        model.classifier_name, model.num_features, model.num_classes = heads[-1], head.in_features, num_classes

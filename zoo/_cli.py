@@ -1,4 +1,4 @@
-"""The ``zoo`` command: list, summary, schema, layers, draw, validate, train, evaluate, visualize, predict."""
+"""The ``zoo`` command: list, summary, schema, layers, draw, validate, export, train, evaluate, visualize, predict."""
 
 from __future__ import annotations
 
@@ -98,6 +98,24 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ._export import export_model
+
+    result = export_model(args.source, format=args.format, output=args.output, input_size=args.input)
+    print(f"wrote {result.output} ({result.format}, input Nx{'x'.join(map(str, result.input_shape))}); "
+          f"reloaded: outputs match (max difference {result.max_abs_diff:.2g})")
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zoo")
+    except PackageNotFoundError:  # run from a source checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _delegate(attr: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
         from .train import _cli as _train_cli
@@ -125,6 +143,7 @@ def _add_summary_args(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="CNN architectures as YAML files.")
+    parser.add_argument("--version", action="version", version=f"zoo {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="every model with its parameter count and source")
     p.add_argument("pattern", nargs="?", default=None, help="glob, e.g. 'resnet*'")
@@ -149,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(func=_validate)
+    p = sub.add_parser("export", help="a model or a run's best weights to onnx/torchscript/exported, checked by reloading")
+    p.add_argument("source", metavar="NAME_OR_RUN", help="registered model name or run directory")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported"])
+    p.add_argument("--output", "-o", required=True, help="file to write")
+    p.add_argument("--input", nargs="+", type=int, metavar="N", help="input shape C H W (default: the model's)")
+    p.set_defaults(func=_export)
     for name in _DELEGATED:
         sub.add_parser(name, help=f"{name} (see 'zoo {name} --help')", add_help=False)
     return parser

@@ -17,7 +17,7 @@ from ._builder import Expanded, Group, Item
 from ._errors import SchemaError, UnknownNameError, did_you_mean
 from ._schema import ArchitectureSpec
 
-__all__ = ["FeatureExtractor", "feature_points", "features_only"]
+__all__ = ["FeatureExtractor", "FeatureInfo", "feature_points", "features_only"]
 
 
 def _child_names(items: list[Item]) -> list[str]:
@@ -60,12 +60,33 @@ def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequ
     return info
 
 
+class FeatureInfo(list[dict[str, Any]]):
+    """The list of ``{module, num_chs, reduction}`` dicts, with timm's ``FeatureInfo`` accessors:
+    ``channels()``, ``reduction()`` and ``module_name()`` (all points, or point ``idx``)."""
+
+    def _get(self, key: str, idx: int | Sequence[int] | None) -> Any:
+        if idx is None:
+            return [d[key] for d in self]
+        if isinstance(idx, int):
+            return self[idx][key]
+        return [self[i][key] for i in idx]
+
+    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self._get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self._get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self._get("module", idx)
+
+
 class FeatureExtractor(nn.Module):
     """Runs the backbone and returns the requested stage outputs, shallow to deep."""
 
     def __init__(self, network: nn.Module, info: list[dict[str, Any]]) -> None:
         super().__init__()
-        self.feature_info = info
+        self.feature_info = FeatureInfo(info)
         wanted = [d["module"] for d in info]
         last_top = max(list(dict(network.named_children())).index(w.split(".")[0]) for w in wanted)
         for i, (name, child) in enumerate(network.named_children()):

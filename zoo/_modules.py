@@ -119,11 +119,40 @@ class Aux(Graph):
 class Network(nn.Sequential):
     """The root of a built model: a Sequential that also returns aux outputs when training."""
 
+    classifier_name: str | None = None  # the head's module path, where the model has one (set by zoo.build)
+    num_features: int = 0  # the head's input features (timm's name)
+    num_classes: int = 0
+
     def __init__(self, children: dict[str, nn.Module]) -> None:
         super().__init__()
         for name, module in children.items():
             self.add_module(name, module)
         self.aux_names = [name for name, m in self.named_modules() if isinstance(m, Aux)]
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self._head())
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialized head with ``num_classes`` outputs; 0 removes it (timm's idiom:
+        the model then returns its pooled features, ``(N, num_features)``)."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            from ._errors import SchemaError
+
+            raise SchemaError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        old = self.get_classifier()
+        weight = next(old.parameters(), None)
+        head: nn.Module = nn.Identity()
+        if num_classes:
+            head = nn.Linear(self.num_features, num_classes, device=weight.device if weight is not None else None)
+        self.set_submodule(self._head(), head)
+        self.num_classes = num_classes
+
+    def _head(self) -> str:
+        if self.classifier_name is None:
+            from ._errors import SchemaError
+
+            raise SchemaError("this model has no classifier (no final dense layer with num_classes outputs)")
+        return self.classifier_name
 
     def forward(self, x: Tensor) -> Any:
         for module in self:
@@ -139,10 +168,15 @@ class Network(nn.Sequential):
         return x
 
 
-def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TensorFlow 'SAME' padding for one dimension: (before, after); the extra pixel goes after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+def same_pads(size: Any, kernel: int, stride: int, dilation: int) -> tuple[Any, Any]:
+    """TensorFlow 'SAME' padding for one dimension: (before, after); the extra pixel goes after.
+
+    Pure arithmetic, no branch on ``size``: it works on ints and on traced sizes alike
+    (``torch.fx`` proxies, ``torch.export`` symbols), so a model with 'same' padding traces.
+    """
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + (kernel - 1) * dilation + 1 - size
+    total = (total + abs(total)) // 2  # max(total, 0) without a Python comparison
     return total // 2, total - total // 2
 
 
@@ -156,61 +190,49 @@ class PadSame(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         top, bottom = same_pads(x.shape[-2], self.kernel[0], self.stride[0], self.dilation[0])
         left, right = same_pads(x.shape[-1], self.kernel[1], self.stride[1], self.dilation[1])
-        if top == bottom == left == right == 0:
-            return x
         return F.pad(x, (left, right, top, bottom), value=self.value)
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, stride={self.stride}"
 
 
-def _hide(module: nn.Module, name: str, value: nn.Module | None) -> None:
-    # Kept out of _modules on purpose: a parameter-free helper that should not make its owner a
-    # non-leaf (torchinfo only counts mult-adds of leaf layers) nor appear in state_dict paths.
-    object.__setattr__(module, name, value)
-
-
 class ConvAct(nn.Conv2d):
-    """A Conv2d with optional TF-'SAME' padding and a fused activation; keys stay weight/bias."""
+    """A Conv2d with optional TF-'SAME' padding and a fused activation; keys stay weight/bias.
+
+    ``pad`` and ``act`` are registered submodules (so ``torch.fx`` and every tool that walks
+    ``_modules`` see them); neither holds parameters or buffers, so ``state_dict`` keys are the
+    plain ``weight``/``bias`` of the convolution that torchvision and timm checkpoints use.
+    """
 
     pad: PadSame | None
     act: nn.Module | None
 
     def __init__(self, *args: Any, pad: PadSame | None = None, act: nn.Module | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _hide(self, "pad", pad)
-        _hide(self, "act", act)
+        self.register_module("pad", pad)
+        self.register_module("act", act)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pad is not None:
             x = self.pad(x)
         x = super().forward(x)
-        if self.act is None:
-            return x
-        out: Tensor = self.act(x)
-        return out
-
-    def extra_repr(self) -> str:
-        extra = ", padding=same" if self.pad is not None else ""
-        base: str = super().extra_repr()  # type: ignore[no-untyped-call]
-        return base + extra + (f", act={self.act}" if self.act is not None else "")
+        if self.act is not None:
+            x = self.act(x)
+        return x
 
 
 class LinearAct(nn.Linear):
-    """A Linear layer with a fused activation; keys stay weight/bias."""
+    """A Linear layer with a fused activation (a registered, parameter-free submodule); keys stay weight/bias."""
 
     act: nn.Module
 
     def __init__(self, *args: Any, act: nn.Module, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _hide(self, "act", act)
+        self.act = act
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.act(super().forward(x))
         return out
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", act={self.act}"
 
 
 class PoolSame(nn.Module):
@@ -240,6 +262,11 @@ class BatchNormNoScale(nn.BatchNorm2d):
     def __init__(self, num_features: int, **kwargs: Any) -> None:
         super().__init__(num_features, affine=False, **kwargs)
         self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        # BatchNorm2d branches on input.dim() in Python, which torch.fx cannot trace through a
+        # subclass; the builder's shape rules already guarantee a 4-D input here
+        pass
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

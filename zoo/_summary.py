@@ -109,6 +109,12 @@ def summary(
         col_names=("output_size", "num_params", "mult_adds"),
     )
     module.train(was_training)
+    # torchinfo totals mult-adds over leaf modules only; a fused conv/dense keeps its activation as
+    # a parameter-free child, so count every layer that owns parameters directly
+    stats.total_mult_adds = sum(
+        layer.macs for layer in stats.summary_list
+        if layer.is_leaf_layer or any(True for _ in layer.module.parameters(recurse=False))
+    )
     return Summary(
         name=name,
         table=str(stats),

@@ -51,59 +51,100 @@ class LoadReport:
 
 # ---------------------------------------------------------------- reading files
 
+RUN_WEIGHTS = ("best.pt", "weights.safetensors", "weights.pth", "last.pt")  # a run directory's, best first
+
+
 def read_weights(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """A state dict from a local file, never executing code from it."""
+    """A state dict from a local file, never executing code from it: the one reader of weight files.
+
+    Accepts a plain ``.pth``/``.pt``/``.bin`` state dict (``torch.load(weights_only=True)``), a
+    ``.safetensors`` file, a training checkpoint that wraps its weights (``{"state_dict": ...}``,
+    ``{"model": ...}``), the library's own checkpoints (``best.pt``/``last.pt``, digest verified)
+    and a run directory (its best weights). Anything else is a :class:`WeightsError` naming the file.
+    """
     p = Path(path)
+    if p.is_dir():
+        found = next((p / n for n in RUN_WEIGHTS if (p / n).is_file()), None)
+        if found is None:
+            raise WeightsError(f"{p} is a folder without weights: a run directory holds one of {', '.join(RUN_WEIGHTS)}")
+        p = found
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}")
-    if p.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    obj = _read_safetensors(p) if p.suffix == ".safetensors" else _read_pickle(p)
+    return _check_tensors(_unwrap(obj, p), p)
 
-        try:
-            return load_file(str(p), device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"cannot read safetensors file {p}: {exc}") from None
+
+def _read_safetensors(p: Path) -> Any:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return load_file(str(p), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise WeightsError(f"cannot read safetensors file {p} (truncated or corrupted?): {_first_line(exc)}") from None
+
+
+def _read_pickle(p: Path) -> Any:
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
-            f"refused to load {p}: it is not a plain tensor file ({str(exc).splitlines()[0]}). "
+            f"refused to load {p}: it is not a plain tensor file ({_first_line(exc)}). "
             "Only weights-only pickles and safetensors are accepted; a pickle that constructs "
             "arbitrary Python objects could run code."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise WeightsError(f"cannot read weights file {p} (truncated or corrupted?): {exc}") from None
-    return _unwrap(obj, p)
+    except Exception as exc:  # a damaged zip or pickle raises anything from EOFError to IndexError and KeyError
+        raise WeightsError(f"cannot read weights file {p} (truncated or corrupted?): {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
+    from .train._checkpoint import CHECKPOINT_FORMAT, digest
+
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:  # the trainer's best.pt / last.pt
+        state = obj.get("state")
+        if not isinstance(state, dict) or digest(state) != obj.get("sha256"):
+            raise WeightsError(f"checkpoint {path} is corrupted: its content does not match its sha256 digest")
+        obj = state
     # training checkpoints wrap the weights: {"model": ...} or {"state_dict": ...}
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return {str(k).removeprefix("module."): v for k, v in obj.items()}  # DDP checkpoints prefix 'module.'
+
+
+def _check_tensors(state: dict[str, Tensor], path: Path | str) -> dict[str, Tensor]:
+    """Only real floating tensors and integer counters; a complex or bool tensor is no weight."""
+    for key, value in state.items():
+        if value.is_complex() or value.dtype == torch.bool or value.is_quantized or value.layout != torch.strided:
+            raise WeightsError(f"{path}: tensor {key!r} has type {value.dtype} ({value.layout}); weights are real-valued dense tensors")
+    return state
 
 
 # ---------------------------------------------------------------- finding published weights
 
 def _hub_file(url: str) -> dict[str, Tensor]:
-    """A URL through torch hub's cache: offline works when the file is already there."""
+    """A URL through torch hub's cache, as torchvision fetches it: the cache folder is created, and
+    the hash prefix in a file name such as ``resnet18-f37072fd.pth`` is checked on download.
+    Offline works when the file is already there."""
     from urllib.parse import urlparse
 
     name = os.path.basename(urlparse(url).path)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     if not cached.is_file():
-        try:
-            torch.hub.download_url_to_file(url, str(cached.with_suffix(".partial")), progress=True)
-            cached.with_suffix(".partial").replace(cached)
-        except Exception as exc:  # urllib raises many types; any failure here means "not available"
+        try:  # downloads (with the hash check) and loads with weights_only=True; meta keeps memory free
+            torch.hub.load_state_dict_from_url(url, map_location="meta", check_hash=True, weights_only=True)
+        except Exception as exc:  # urllib, the hash check and torch.load raise many types: all mean "not available"
             raise WeightsError(
                 f"pretrained weights {name} are not in the torch hub cache and could not be downloaded "
-                f"({type(exc).__name__}). Place the file at {cached} (from {url}) and try again."
+                f"({_first_line(exc)}). Place the file at {cached} (from {url}) and try again."
             ) from None
     return read_weights(cached)
 
@@ -170,13 +211,27 @@ def resolve_source(spec: ArchitectureSpec, source: bool | str | os.PathLike[str]
 
 # ---------------------------------------------------------------- fitting to the model
 
-def _adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
-    """RGB filters for another channel count: summed for one channel; otherwise cycled and rescaled
-    so that the response to a grey image is unchanged (timm's adapt_input_conv rule)."""
-    if in_channels == 1:
-        return weight.sum(dim=1, keepdim=True)
-    repeats = -(-in_channels // weight.shape[1])
-    return weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels)
+def _adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor | None:
+    """RGB filters for another channel count through timm's ``adapt_input_conv`` (summed for one
+    channel; otherwise cycled and rescaled so a grey image gives the same response); None where
+    timm has no rule (a first conv that is not RGB, to more than one channel)."""
+    from timm.models import adapt_input_conv
+
+    try:
+        adapted: Tensor = adapt_input_conv(in_channels, weight.clone())
+    except NotImplementedError:
+        return None
+    return adapted
+
+
+def _fit_dtype(key: str, value: Tensor, want: Tensor, source: str) -> Tensor:
+    """Half/bfloat16 files load into the model's dtype; integers where floats belong are refused."""
+    if want.is_floating_point() != value.is_floating_point():
+        raise WeightsError(
+            f"weights from {source}: {key!r} is {value.dtype} where the model has {want.dtype}; "
+            "the file does not hold this model's weights (integer or quantized tensors cannot be loaded)"
+        )
+    return value.to(want.dtype)
 
 
 def fit_state_dict(model: nn.Module, state: dict[str, Tensor], report: LoadReport) -> dict[str, Tensor]:
@@ -187,12 +242,16 @@ def fit_state_dict(model: nn.Module, state: dict[str, Tensor], report: LoadRepor
         if key not in own:
             report.skipped.append(key)
             continue
+        value = _fit_dtype(key, value, own[key], report.source)
         want = own[key].shape
+        adapted = None
+        if value.dim() == 4 and len(want) == 4 and value.shape[0] == want[0] and value.shape[2:] == want[2:] and value.shape[1] != want[1]:
+            adapted = _adapt_first_conv(value, want[1])
         if value.shape == want:
             fitted[key] = value
             report.loaded.append(key)
-        elif value.dim() == 4 and value.shape[0] == want[0] and value.shape[2:] == want[2:] and value.shape[1] != want[1]:
-            fitted[key] = _adapt_first_conv(value, want[1]).to(value.dtype)
+        elif adapted is not None:
+            fitted[key] = adapted
             report.adapted.append(f"{key} ({value.shape[1]} -> {want[1]} input channels)")
         else:
             report.reinitialized.append(key)

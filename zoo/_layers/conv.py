@@ -84,6 +84,8 @@ def window_workspace(shape: Shape, out: Shape, kernel: Size2, stride: Size2, pad
 def _static_same(kernel: Size2, stride: Size2, dilation: Size2) -> tuple[int, int] | None:
     """Symmetric padding equal to TF 'SAME' for every input size, or None when it must be dynamic."""
     k, s, d = _pair(kernel), _pair(stride), _pair(dilation)
+    if k == (1, 1):
+        return (0, 0)  # a 1x1 window never needs padding, whatever the stride
     if s != (1, 1) or any((dd * (kk - 1)) % 2 for kk, dd in zip(k, d, strict=True)):
         return None
     return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from torch import nn
@@ -95,7 +96,8 @@ def _global_shape(s: NoArgs, shape: Shape) -> Shape:
 
 
 def _global(pool: type[nn.Module]) -> Callable[[NoArgs, Shape], nn.Module]:
-    return lambda s, shape: nn.Sequential(pool(1), nn.Flatten())
+    # children named as timm's SelectAdaptivePool2d names them: global_pool.pool, global_pool.flatten
+    return lambda s, shape: nn.Sequential(OrderedDict(pool=pool(1), flatten=nn.Flatten()))
 
 
 _register(Primitive("global_avgpool", NoArgs, _global_shape, _global(nn.AdaptiveAvgPool2d), doc="(C,H,W) -> (C,)", params=_none))

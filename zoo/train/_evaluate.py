@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._errors import CheckpointError
-from ._checkpoint import load_checkpoint
 from ._datasets import load_data
 from ._distributed import SINGLE_PROCESS, Dist, resolve_device
 from ._finetune import build_model
@@ -199,25 +198,9 @@ class EvalContext:
 
 def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a zoo checkpoint, a plain .pth state dict or a .safetensors file, loaded safely."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from .._weights import read_weights  # the one reader of weight files (zoo.build(pretrained=...) uses it too)
 
-        try:
-            return dict(load_file(str(path)))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"cannot read {path}: {exc}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated zip, a pickle with code in it, ...
-        raise CheckpointError(
-            f"{path} cannot be loaded safely: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
-    if isinstance(obj, dict) and obj.get("format") is not None:
-        state = load_checkpoint(path)  # verifies the digest
-        return dict(state["model"])
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} is not a state dict (name -> tensor)")
-    return obj
+    return read_weights(path)
 
 
 def load_for_evaluation(recipe: Recipe, *, weights: Path, device: str | None = None) -> EvalContext:
