@@ -181,3 +181,24 @@ def test_convnext_block_keys_and_layer_scale_are_torchvisions() -> None:
     assert "layer_scale" in dict(block.named_parameters(recurse=False))
     drops = [m.p for m in model.modules() if type(m).__name__ == "StochasticDepth"]
     assert drops[0] == 0.0 and drops[-1] == pytest.approx(0.1) and len(drops) == 18
+
+
+# ---------------------------------------------------------------- features_only of the new families
+
+@pytest.mark.parametrize(("name", "timm_name"), [("convnext_tiny", "convnext_tiny"), ("densenet121", "densenet121")])
+def test_feature_info_is_timms(name: str, timm_name: str) -> None:
+    import timm
+
+    with torch.device("meta"):
+        theirs = timm.create_model(timm_name, pretrained=False).feature_info
+    ours = zoo.build(name, features_only=True, device="meta").feature_info
+    assert [(d["num_chs"], d["reduction"]) for d in ours] == [(d["num_chs"], d["reduction"]) for d in theirs]
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "shufflenet_v2_x0_5", "squeezenet1_1", "densenet121"])
+def test_features_only_returns_the_declared_maps(name: str) -> None:
+    backbone = zoo.build(name, features_only=True, input_size=[3, 64, 64]).eval()
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == [d["num_chs"] for d in backbone.feature_info]
+    assert [m.shape[-1] for m in maps] == sorted((m.shape[-1] for m in maps), reverse=True)
