@@ -44,8 +44,13 @@ def validate_file(path: Path) -> list[ZooError]:
             errors = _validate_architecture(path, raw)
     except ZooError as exc:
         errors = exc.all_errors
-    errors = sorted(_without_echoes(errors), key=lambda e: (e.line or 0, e.column or 0))
+    # in file order; keys missing from the whole file last (their place is the file, not a line)
+    errors = sorted(_without_echoes(errors), key=lambda e: (_is_missing_key(e), e.line or 0, e.column or 0))
     return [_as_given(err, path) for err in errors]
+
+
+def _is_missing_key(err: ZooError) -> bool:
+    return "." not in err.path and err.message.startswith("missing required key")
 
 
 def _without_echoes(errors: list[ZooError]) -> list[ZooError]:
@@ -107,9 +112,23 @@ def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
     for bname, block in own_blocks.items():
         if isinstance(block, dict) and isinstance(block.get("layers"), list):
             walker.walk(block["layers"], f"blocks.{bname}.layers", None)
+    if parsed is not None and parsed.arch is not None and "extends" in raw:
+        errors.extend(_resolution_errors(path, parsed.arch.name, {e.path for e in errors}))
     if errors or parsed is None or parsed.arch is None or parsed.arch.abstract:
         return errors
     _build_once(path, parsed.arch.name)
+    return []
+
+
+def _resolution_errors(path: Path, name: str, reported: set[str]) -> list[ZooError]:
+    """``extends`` problems (unknown parent, cycle, misspelt inherited parameter), found beside the
+    others rather than only once they are fixed."""
+    from ._registry import REGISTRY
+
+    try:
+        REGISTRY.with_file(path).get_spec(name, allow_abstract=True)
+    except ZooError as exc:
+        return [e for e in exc.all_errors if e.path not in reported]
     return []
 
 
