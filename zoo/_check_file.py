@@ -23,7 +23,8 @@ __all__ = ["validate_file"]
 
 META_KEYS = ("name", "when")
 _NODE_LISTS = ("layers", "body", "shortcut", "post")  # combinator fields holding layers
-_NESTED = ("branches",)  # combinator fields holding a list of layer lists
+_SINGLE_OK = ("post",)  # ... of which these may also be one node (the others must be lists)
+_NESTED = ("branches",)  # combinator fields holding a list of layer lists (or of single nodes)
 _ALWAYS = ("name", "published")  # what the registry requires of a concrete file
 _UNLESS_INHERITED = ("description", "source", "input", "layers")
 
@@ -43,8 +44,13 @@ def validate_file(path: Path) -> list[ZooError]:
             errors = _validate_architecture(path, raw)
     except ZooError as exc:
         errors = exc.all_errors
-    errors = sorted(_without_echoes(errors), key=lambda e: (e.line or 0, e.column or 0))
+    # in file order; keys missing from the whole file last (their place is the file, not a line)
+    errors = sorted(_without_echoes(errors), key=lambda e: (_is_missing_key(e), e.line or 0, e.column or 0))
     return [_as_given(err, path) for err in errors]
+
+
+def _is_missing_key(err: ZooError) -> bool:
+    return "." not in err.path and err.message.startswith("missing required key")
 
 
 def _without_echoes(errors: list[ZooError]) -> list[ZooError]:
@@ -112,13 +118,28 @@ def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
         blocks.update((parsed.library or parsed.arch).blocks)  # type: ignore[union-attr]
     own_blocks = raw.get("blocks") if isinstance(raw.get("blocks"), dict) else {}
     walker = _Walker(blocks, set(own_blocks), errors)
-    walker.walk(raw.get("layers"), "layers")
+    if isinstance(raw.get("layers"), list):  # anything else is a structural error reported above
+        walker.walk(raw["layers"], "layers", None)
     for bname, block in own_blocks.items():
-        if isinstance(block, dict):
-            walker.walk(block.get("layers"), f"blocks.{bname}.layers")
+        if isinstance(block, dict) and isinstance(block.get("layers"), list):
+            walker.walk(block["layers"], f"blocks.{bname}.layers", None)
+    if parsed is not None and parsed.arch is not None and "extends" in raw:
+        errors.extend(_resolution_errors(path, parsed.arch.name, {e.path for e in errors}))
     if errors or parsed is None or parsed.arch is None or parsed.arch.abstract:
         return errors
     return _build_once(path, parsed.arch.name, raw)
+
+
+def _resolution_errors(path: Path, name: str, reported: set[str]) -> list[ZooError]:
+    """``extends`` problems (unknown parent, cycle, misspelt inherited parameter), found beside the
+    others rather than only once they are fixed."""
+    from ._registry import REGISTRY
+
+    try:
+        REGISTRY.with_file(path).get_spec(name, allow_abstract=True)
+    except ZooError as exc:
+        return [e for e in exc.all_errors if e.path not in reported]
+    return []
 
 
 def _missing_keys(path: Path, raw: Any, reported: set[str]) -> list[ZooError]:
@@ -146,15 +167,16 @@ class _Walker:
         self.known = set(PRIMITIVES) | set(COMBINATOR_ARGS) | set(blocks) | own_blocks
         self.errors = errors
 
-    def walk(self, nodes: Any, path: str) -> None:
+    def walk(self, nodes: Any, path: str, where: Location | None) -> None:
+        """A list of nodes, or one node where a combinator takes either (``where``: the field's place)."""
         if isinstance(nodes, (str, dict)):
             nodes = [nodes]
         if not isinstance(nodes, list):
             return
         for i, node in enumerate(nodes):
-            self.node(node, nodes, i, f"{path}[{i}]")
+            self.node(node, loc_of(nodes, i) or loc_of(node) or where, f"{path}[{i}]")
 
-    def node(self, node: Any, nodes: Any, i: int, here: str) -> None:
+    def node(self, node: Any, at: Location | None, here: str) -> None:
         if isinstance(node, str):
             kind, args = node, None
         elif isinstance(node, dict) and len(node) == 1:
@@ -165,10 +187,10 @@ class _Walker:
             return
         if kind not in self.known:
             self.errors.append(UnknownNameError(
-                f"no layer or block {kind!r}", location=loc_of(nodes, i), path=here, hint=layer_hint(kind, self.known),
+                f"no layer or block {kind!r}", location=at, path=here, hint=layer_hint(kind, self.known),
             ))
             return
-        loc = loc_of(node, kind) if isinstance(node, dict) else loc_of(nodes, i)
+        loc = (loc_of(node, kind) if isinstance(node, dict) else None) or at
         check: Callable[[str, Any, str, Location | None], None] | None = None
         if kind in self.combinators:
             check = self.combinator
@@ -192,12 +214,12 @@ class _Walker:
             return
         self._check_args(self.combinators[kind], args, path, loc, what=kind)
         for field in _NODE_LISTS:
-            if field in args:
-                self.walk(args[field], f"{path}.{field}")
+            if isinstance(args.get(field), list) or (field in _SINGLE_OK and field in args):
+                self.walk(args[field], f"{path}.{field}", loc_of(args, field) or loc)
         for field in _NESTED:
             if isinstance(args.get(field), list):
                 for j, branch in enumerate(args[field]):
-                    self.walk(branch, f"{path}.{field}[{j}]")
+                    self.walk(branch, f"{path}.{field}[{j}]", loc_of(args[field], j) or loc)
 
     def block(self, kind: str, args: Any, path: str, loc: Location | None) -> None:
         from ._schema import REQUIRED

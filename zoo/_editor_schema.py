@@ -24,7 +24,8 @@ __all__ = ["editor_schema"]
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
 EXPRESSION = {"type": "string", "pattern": r"\$\{", "description": "a ${...} expression over params and let values"}
-_NESTED_LISTS = {"branches"}  # combinator fields holding a list of layer lists
+_NESTED_LISTS = {"branches"}  # combinator fields holding a list of layer lists (or of single nodes)
+_SINGLE_OK = {"post"}  # layer fields that may also be one node; the others must be lists
 _META_DOCS = {"name": ARG_DOCS["name"], "when": ARG_DOCS["when"]}
 
 
@@ -91,7 +92,8 @@ def _arguments(model: Any, root_defs: dict[str, Any], layer_lists: Iterable[str]
             props[name] = {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/layer_list_or_node"},
                            "description": doc}
         elif name in lists:
-            props[name] = {"$ref": "#/definitions/layer_list_or_node", "description": doc}
+            target = "layer_list_or_node" if name in _SINGLE_OK else "layers"
+            props[name] = {"$ref": f"#/definitions/{target}", "description": doc}
         else:
             props[name] = _loose(field, doc=doc)
     for name, doc in _META_DOCS.items():

@@ -125,9 +125,9 @@ def test_every_missing_key_and_every_bad_argument_inside_blocks_at_once(tmp_path
     )
     errors = validate_file(path)
     assert [(e.path, e.line) for e in errors] == [
-        ("published", 1), ("description", 1), ("source", 1), ("input", 1),
         ("layers[0].residual.body[1]", 4), ("layers[1].concat.branches[1][0].dense.units", 5),
         ("layers[2].bottleneck.plains", 6),
+        ("published", 1), ("description", 1), ("source", 1), ("input", 1),  # the file's own, last
     ], [str(e) for e in errors]
 
 
