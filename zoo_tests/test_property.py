@@ -220,7 +220,7 @@ def random_expression(draw: st.DrawFn, depth: int = 0) -> str:
     return f"({a} if {draw(random_expression(depth + 1))} else {draw(random_expression(depth + 1))})"
 
 
-@settings(max_examples=_examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@settings(max_examples=_examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(text=random_expression())
 def test_random_expressions_are_bounded(text: str) -> None:
     """Any expression either gives a bounded plain value or raises ExpressionError, quickly and
