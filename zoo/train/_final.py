@@ -32,16 +32,18 @@ def finish(run: Run) -> TrainResult:
     recipe, parts = run.recipe, run.parts
     if recipe.checkpoint.test_with == "best" and (run.run_dir / "best.pt").is_file():
         parts.model.load_state_dict(load_checkpoint(run.run_dir / "best.pt")["model"])
-    test_split, test_prepared = stage(parts.pre, parts.data.test)
-    test_loss, test_acc, preds = evaluate_split(
-        parts.model,
-        test_split,
-        parts.pre,
-        prepared=test_prepared,
-        batch_size=recipe.effective_eval_batch_size,
-        precision=run.precision,
-        keep_predictions=True,
-    )
+    clock = run.clock
+    with clock.phase("test"):
+        test_split, test_prepared = stage(parts.pre, parts.data.test)
+        test_loss, test_acc, preds = evaluate_split(
+            parts.model,
+            test_split,
+            parts.pre,
+            prepared=test_prepared,
+            batch_size=recipe.effective_eval_batch_size,
+            precision=run.precision,
+            keep_predictions=True,
+        )
     metrics = _metrics(run, test_loss, test_acc)
     pictures: dict[str, str] = {}
     if recipe.reports.enabled and preds is not None:
@@ -57,11 +59,15 @@ def finish(run: Run) -> TrainResult:
             predictions=preds,
             history=run.counters.history,
             section=recipe.reports,
+            what=recipe.reports.pictures,
+            clock=clock,
         )
         metrics["reports"] = pictures
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in parts.model.state_dict().items()}, buffer)
-    atomic_write_bytes(run.run_dir / "weights.pth", buffer.getvalue())
+    with clock.phase("weights"):
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in parts.model.state_dict().items()}, buffer)
+        atomic_write_bytes(run.run_dir / "weights.pth", buffer.getvalue())
+    metrics["timings"] = clock.report()
     atomic_write_text(run.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return TrainResult(run.run_dir, metrics, pictures)
 

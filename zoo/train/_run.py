@@ -17,6 +17,7 @@ import torch
 
 from .._errors import CheckpointError, RecipeError
 from ._checkpoint import save_checkpoint
+from ._clock import Clock
 from ._distributed import Dist, resolve_device
 from ._epoch import Counters, EpochTrainer
 from ._evaluate import Totals, evaluate_split
@@ -46,6 +47,7 @@ class Run:
         self.counters = Counters()
         self.best = BestTracker(recipe.checkpoint.monitor)
         self.stopping = EarlyStopping(recipe.early_stopping)
+        self.clock = Clock()
 
     def _precision(self) -> str:
         wanted = self.recipe.precision
@@ -57,7 +59,13 @@ class Run:
     def setup(self, *, layout: bool | None = None) -> None:
         """Data, model, optimizer, schedule; ``layout`` is a saved channels_last choice (resuming)."""
         self.parts = assemble(
-            self.recipe, dist=self.dist, device=self.device, precision=self.precision, log=self.log, layout=layout
+            self.recipe,
+            dist=self.dist,
+            device=self.device,
+            precision=self.precision,
+            log=self.log,
+            layout=layout,
+            clock=self.clock,
         )
         self.stepper = Stepper(self.recipe, self.parts, device=self.device, precision=self.precision, dist=self.dist)
         self.epochs = EpochTrainer(
@@ -158,6 +166,7 @@ class Run:
                 self.log(f"epoch {epoch}: unfroze parameters; {self.parts.trainable:,} now train")
                 self.stepper.wrap()  # DDP must see the new set of trainable parameters
             started = time.perf_counter()
+            self.clock.mark_first_step()
             train_loss, train_acc = self.epochs.run(epoch, frozen, interrupt_after=interrupt_after)
             row = self._end_epoch(epoch, train_loss, train_acc, time.perf_counter() - started)
             self.log(_epoch_line(row, self.recipe.epochs))
@@ -174,26 +183,33 @@ class Run:
             "seconds": round(seconds, 3),
         }
         if parts.val_split is not None:
-            row["val_loss"], row["val_accuracy"], _ = evaluate_split(
-                parts.model,
-                parts.val_split,
-                parts.pre,
-                prepared=parts.val_prepared,
-                batch_size=self.recipe.effective_eval_batch_size,
-                precision=self.precision,
-                dist=self.dist,
-            )
+            with self.clock.phase("validation"):
+                row["val_loss"], row["val_accuracy"], _ = self._validate()
         c.history.append(row)
         c.epoch = epoch
         self.stepper.end_epoch(row)
         improved = self.best.update(row)
         self.stopping.update(c.history)
-        self.save_last()
-        if improved and self.dist.main:
-            save_checkpoint(self.run_dir / "best.pt", {"model": self.state()["model"], "epoch": epoch})
-        if self.dist.main:
-            write_history(self.run_dir, c.history)
+        with self.clock.phase("checkpoints"):
+            self.save_last()
+            if improved and self.dist.main:
+                save_checkpoint(self.run_dir / "best.pt", {"model": self.state()["model"], "epoch": epoch})
+            if self.dist.main:
+                write_history(self.run_dir, c.history)
         return row
+
+    def _validate(self) -> tuple[float, float, torch.Tensor | None]:
+        parts = self.parts
+        assert parts.val_split is not None
+        return evaluate_split(
+            parts.model,
+            parts.val_split,
+            parts.pre,
+            prepared=parts.val_prepared,
+            batch_size=self.recipe.effective_eval_batch_size,
+            precision=self.precision,
+            dist=self.dist,
+        )
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
