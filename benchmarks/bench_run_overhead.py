@@ -123,7 +123,7 @@ def main() -> None:
         metrics, launched, wall = run_once(args, Path(tmp) / "run")
     rows = breakdown(metrics, launched, wall)
     first = float(metrics["timings"].get("first_step_at", launched)) - launched
-    print(f"\npython -m zoo train {args.recipe.name} ({metrics['model']}, {metrics['epochs_completed']} epochs):")
+    print(f"\npython -m zoo train {args.recipe.name} ({metrics['model']}, epochs: {metrics['epochs_completed']}):")
     for name, seconds in rows:
         print(f"  {name:<45} {seconds:6.2f} s  {seconds / wall:6.1%}")
     print(f"  {'total (wall time of the command)':<45} {wall:6.2f} s")
