@@ -116,7 +116,10 @@ def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") ->
     )
     if result.pictures:
         pngs = [Path(v).name for k, v in result.pictures.items() if v.endswith(".png")]
-        _out(f"reports and pictures ({', '.join(pngs)}) are in {result.run_dir}")
+        if pngs:
+            _out(f"reports and pictures ({', '.join(pngs)}) are in {result.run_dir}")
+        else:
+            _out(f"reports are in {result.run_dir}; draw the pictures with: zoo visualize {result.run_dir}")
     _out(f"run directory: {result.run_dir}")
     return 0
 

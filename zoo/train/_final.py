@@ -39,22 +39,27 @@ def finish(run: Run) -> TrainResult:
                 hint="the file was replaced from outside the run; test with checkpoint.test_with: last",
             )
         parts.model.load_state_dict(best["model"])
-    test = test_and_report(
-        parts.model,
-        parts.data,
-        parts.pre,
-        batch_size=recipe.effective_eval_batch_size,
-        precision=run.precision,
-        reports_to=run.run_dir if recipe.reports.enabled else None,
-        history=run.counters.history,
-        section=recipe.reports,
-    )
+    clock = run.clock
+    with clock.phase("test"):  # the test evaluation and the reports the recipe asks for
+        test = test_and_report(
+            parts.model,
+            parts.data,
+            parts.pre,
+            batch_size=recipe.effective_eval_batch_size,
+            precision=run.precision,
+            reports_to=run.run_dir if recipe.reports.enabled else None,
+            history=run.counters.history,
+            section=recipe.reports,
+            what=recipe.reports.pictures,
+        )
     metrics = _metrics(run, test.loss, test.accuracy)
     if test.top5 is not None:
         metrics["test_top5_accuracy"] = test.top5
     if test.files:
         metrics["reports"] = test.files
-    _write_weights(run)
+    with clock.phase("weights"):
+        _write_weights(run)
+    metrics["timings"] = clock.report()
     atomic_write_text(run.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return TrainResult(run.run_dir, metrics, test.files)
 

@@ -161,8 +161,14 @@ class CheckpointSection(_Section):
     test_with: Literal["last", "best"] = "last"  # weights used for the final test evaluation
 
 
+PictureName = Literal["curves", "confusion", "misclassified", "feature_maps", "kernels"]
+PICTURE_NAMES: tuple[PictureName, ...] = ("curves", "confusion", "misclassified", "feature_maps", "kernels")
+
+
 class ReportsSection(_Section):
     enabled: bool = True  # write the report and the pictures after training
+    # pictures drawn at the end of training; the others on request: zoo visualize RUN_DIR
+    pictures: list[PictureName] = Field(default_factory=lambda: list(PICTURE_NAMES))
     image_index: NonNegInt = 0  # test image whose feature maps are drawn
     max_misclassified: PosInt = 36  # images in the misclassified grid
     max_feature_layers: PosInt = 8  # convolutions whose outputs are drawn

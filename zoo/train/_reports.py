@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ._checkpoint import atomic_write_bytes, atomic_write_text
+from ._clock import Clock
 from ._preprocess import Preprocess
 from ._recipe import ReportsSection
 from ._split import DataBundle, ImageSplit
@@ -151,14 +152,40 @@ def _cells(values: Any) -> list[tuple[tuple[int, int], int]]:
     return [((r, c), int(values[r, c])) for r in range(values.shape[0]) for c in range(values.shape[1])]
 
 
-def _show(ax: Any, image: torch.Tensor) -> None:
-    """Draw a (C, H, W) image in [0, 1]: gray for one channel, RGB for three."""
-    if image.shape[0] == 1:
-        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    else:
-        ax.imshow(image[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
+def _mosaic(tiles: torch.Tensor, cols: int, *, per_tile: bool) -> torch.Tensor:
+    """(N, C, H, W) tiles -> one (rows*(H+1)-1, cols*(W+1)-1, C) image, 1-pixel NaN gaps between tiles.
+
+    One image in one axes costs a fraction of one axes per tile, which is what made the pictures
+    slow: matplotlib lays out and renders every axes. ``per_tile`` scales each tile to [0, 1] on its
+    own (feature maps, kernels: what a separate colour scale per tile used to show).
+    """
+    n, c, h, w = tiles.shape
+    x = tiles.detach().float().cpu()
+    if per_tile:
+        low = x.amin(dim=(1, 2, 3), keepdim=True)
+        high = x.amax(dim=(1, 2, 3), keepdim=True)
+        x = (x - low) / (high - low).clamp_min(1e-12)
+    rows = max(1, math.ceil(n / cols))
+    out = torch.full((c, rows * (h + 1) - 1, cols * (w + 1) - 1), float("nan"))
+    for i in range(n):
+        r, q = divmod(i, cols)
+        out[:, r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = x[i]
+    return out.permute(1, 2, 0)  # (H, W, C) for imshow
+
+
+def _show_mosaic(ax: Any, mosaic: torch.Tensor, *, cmap: str = "gray") -> None:
+    """Draw a mosaic: gray or a colour map for one channel, RGB for three; gaps are white."""
+    import matplotlib
+
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_frame_on(False)
+    if mosaic.shape[2] == 1:
+        colours = matplotlib.colormaps[cmap].with_extremes(bad="white")
+        ax.imshow(mosaic[:, :, 0].numpy(), cmap=colours, vmin=0, vmax=1, interpolation="nearest")
+    else:
+        rgb = mosaic[:, :, :3].nan_to_num(1.0).clamp(0, 1)
+        ax.imshow(rgb.numpy(), interpolation="nearest")
 
 
 def plot_misclassified(
@@ -171,48 +198,47 @@ def plot_misclassified(
     *,
     total: int,
 ) -> Path:
-    """Grid of misclassified images, each titled ``true:predicted`` (and its test index)."""
+    """Grid of misclassified images, each labelled ``true:predicted`` (and its test index)."""
     count = len(indices)
     cols = min(8, max(1, count))
     rows = max(1, math.ceil(count / cols))
-    fig = _figure(1.6 * cols, 1.9 * rows + 0.6)
-    for i in range(count):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        _show(ax, images[i])
-        ax.set_title(f"{_short(classes[true[i]])}:{_short(classes[predicted[i]])}\n#{indices[i]}", fontsize=9)
+    fig = _figure(1.6 * cols, 1.6 * rows + 0.6)
+    ax = fig.add_subplot(1, 1, 1)
     if count == 0:
-        ax = fig.add_subplot(1, 1, 1)
         ax.axis("off")
         ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
+    else:
+        h, w = images.shape[2], images.shape[3]
+        big = _mosaic(images, cols, per_tile=False)
+        _show_mosaic(ax, big)
+        for i in range(count):
+            r, q = divmod(i, cols)
+            label = f"{_short(classes[true[i]])}:{_short(classes[predicted[i]])} #{indices[i]}"
+            ax.text(q * (w + 1) + w / 2, r * (h + 1) + 1, label, ha="center", va="top", fontsize=8,
+                    color="yellow", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})  # fmt: skip
     shown = f"{count} of {total}" if total > count else f"{count}"
-    fig.suptitle(f"Misclassified test images ({shown}), true:predicted")
+    fig.suptitle(f"Misclassified test images ({shown}), true:predicted #index")
     return _save(fig, path)
 
 
 def plot_feature_maps(
     maps: Sequence[tuple[str, torch.Tensor]], image: torch.Tensor, path: Path, *, max_channels: int, title: str
 ) -> Path:
-    """One row block per convolution: the input image, then up to ``max_channels`` maps each."""
+    """The input image, then one mosaic per convolution of up to ``max_channels`` maps (16 a row)."""
     cols = 16
     blocks = [(name, fm[:max_channels], len(fm)) for name, fm in maps]
     rows_per = [max(1, math.ceil(len(fm) / cols)) for _, fm, _ in blocks]
-    total_rows = 1 + sum(rows_per)
-    fig = _figure(cols * 0.9, total_rows * 0.95 + 0.4 * len(blocks) + 0.5)
-    grid = fig.add_gridspec(total_rows, cols, hspace=0.6, wspace=0.1)
-    ax = fig.add_subplot(grid[0, 0:2])
-    _show(ax, image)
+    heights = [1.5] + [r * 0.9 + 0.3 for r in rows_per]
+    fig = _figure(cols * 0.9, sum(heights) + 0.5)
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.4)
+    ax = fig.add_subplot(grid[0, 0])
+    _show_mosaic(ax, _mosaic(image.unsqueeze(0), 1, per_tile=False))
     ax.set_title("input", fontsize=8)
-    row = 1
-    for (name, fm, total), nrows in zip(blocks, rows_per, strict=True):
-        for i, channel in enumerate(fm):
-            ax = fig.add_subplot(grid[row + i // cols, i % cols])
-            ax.imshow(channel.numpy(), cmap="viridis", interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                shown = f"{len(fm)} of {total}" if total > len(fm) else f"{total}"
-                ax.set_title(f"conv '{name}': {shown} maps of {fm.shape[1]}x{fm.shape[2]}", fontsize=8, loc="left")
-        row += nrows
+    for i, (name, fm, total) in enumerate(blocks):
+        ax = fig.add_subplot(grid[i + 1, 0])
+        _show_mosaic(ax, _mosaic(fm.unsqueeze(1), min(cols, len(fm)), per_tile=True), cmap="viridis")
+        shown = f"{len(fm)} of {total}" if total > len(fm) else f"{total}"
+        ax.set_title(f"conv '{name}': {shown} maps of {fm.shape[1]}x{fm.shape[2]}", fontsize=8, loc="left")
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -224,11 +250,9 @@ def plot_kernels(weight: torch.Tensor, path: Path, *, name: str) -> Path:
     cols = min(16, count)
     rows = math.ceil(count / cols)
     fig = _figure(cols * 0.8, rows * 0.8 + 0.6)
-    for i in range(count):
-        k = w[i] if w.shape[1] == 3 else w[i].mean(dim=0, keepdim=True)
-        k = (k - k.min()) / (k.max() - k.min()).clamp_min(1e-12)
-        ax = fig.add_subplot(rows, cols, i + 1)
-        _show(ax, k)
+    kernels = w if w.shape[1] == 3 else w.mean(dim=1, keepdim=True)
+    ax = fig.add_subplot(1, 1, 1)
+    _show_mosaic(ax, _mosaic(kernels, cols, per_tile=True))
     fig.suptitle(f"{name}: {count} kernels {tuple(w.shape[2:])}, {w.shape[1]} input channel(s)")
     return _save(fig, path)
 
@@ -277,77 +301,97 @@ def write_reports(
     history: Sequence[dict[str, Any]],
     section: ReportsSection,
     what: Sequence[str] = PICTURES,
+    clock: Clock | None = None,
 ) -> dict[str, str]:
     """Write the text reports and the pictures into ``out_dir``; returns name -> path."""
+    clock = clock or Clock()
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = test.labels.cpu()
     preds = predictions.cpu()
     classes = data.classes
-    written: dict[str, str] = {}
+    with clock.phase("reports_text"):
+        written, matrix, wrong = _write_text_reports(out_dir, labels, preds, classes)
+    convs = _convolutions(model)
+    if "curves" in what and history:
+        with clock.phase("picture_curves"):
+            written["curves"] = str(plot_curves(history, out_dir / "curves.png"))
+    if "confusion" in what:
+        with clock.phase("picture_confusion"):
+            written["confusion"] = str(plot_confusion(matrix, classes, out_dir / "confusion_matrix.png"))
+    if "misclassified" in what:
+        with clock.phase("picture_misclassified"):
+            shown = wrong[: section.max_misclassified]
+            images = _display_images(test, shown, pre, prepared=test_prepared)
+            written["misclassified"] = str(
+                plot_misclassified(
+                    images,
+                    labels[shown].tolist(),
+                    preds[shown].tolist(),
+                    shown.tolist(),
+                    classes,
+                    out_dir / "misclassified.png",
+                    total=len(wrong),
+                )
+            )
+    if "feature_maps" in what and convs:
+        with clock.phase("picture_feature_maps"):
+            written["feature_maps"] = str(
+                _draw_feature_maps(out_dir, model, test, test_prepared, pre, labels, preds, classes, section)
+            )
+    if "kernels" in what and convs:
+        with clock.phase("picture_kernels"):
+            name, first = convs[0]
+            written["kernels"] = str(
+                plot_kernels(first.weight, out_dir / "kernels.png", name=f"first convolution '{name}'")
+            )
+    return written
+
+
+def _write_text_reports(
+    out_dir: Path, labels: torch.Tensor, preds: torch.Tensor, classes: Sequence[str]
+) -> tuple[dict[str, str], torch.Tensor, torch.Tensor]:
+    """classification_report.txt/.json, confusion_matrix.txt, misclassified.json; (written, matrix, wrong)."""
     report, table = classification_report_text(labels, preds, classes)
     matrix = confusion_matrix(labels, preds, len(classes))
     wrong = (labels != preds).nonzero().squeeze(1)
     atomic_write_text(out_dir / "classification_report.txt", report)
     atomic_write_text(out_dir / "confusion_matrix.txt", confusion_text(matrix, classes))
-    atomic_write_text(
-        out_dir / "misclassified.json",
-        json.dumps(
-            {
-                "count": len(wrong),
-                "of": len(labels),
-                "indices": wrong.tolist(),
-                "true": labels[wrong].tolist(),
-                "predicted": preds[wrong].tolist(),
-            }
-        )
-        + "\n",
-    )
+    listing = {
+        "count": len(wrong),
+        "of": len(labels),
+        "indices": wrong.tolist(),
+        "true": labels[wrong].tolist(),
+        "predicted": preds[wrong].tolist(),
+    }
+    atomic_write_text(out_dir / "misclassified.json", json.dumps(listing) + "\n")
     atomic_write_text(out_dir / "classification_report.json", json.dumps(table, indent=2) + "\n")
-    written.update(
-        report=str(out_dir / "classification_report.txt"),
-        confusion_text=str(out_dir / "confusion_matrix.txt"),
-        misclassified_indices=str(out_dir / "misclassified.json"),
+    written = {
+        "report": str(out_dir / "classification_report.txt"),
+        "confusion_text": str(out_dir / "confusion_matrix.txt"),
+        "misclassified_indices": str(out_dir / "misclassified.json"),
+    }
+    return written, matrix, wrong
+
+
+def _draw_feature_maps(
+    out_dir: Path,
+    model: nn.Module,
+    test: ImageSplit,
+    test_prepared: bool,
+    pre: Preprocess,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    classes: Sequence[str],
+    section: ReportsSection,
+) -> Path:
+    index = min(section.image_index, len(test) - 1)
+    idx = torch.tensor([index])
+    x = pre.batch(test.images_at(idx), prepared=test_prepared)
+    maps = feature_maps(model, x, max_layers=section.max_feature_layers)
+    title = f"Feature maps of test image #{index} (label {classes[int(labels[index])]}, predicted {classes[int(preds[index])]})"
+    return plot_feature_maps(
+        maps, pre.display(x)[0].cpu(), out_dir / "feature_maps.png", max_channels=section.max_channels, title=title
     )
-    if "curves" in what and history:
-        written["curves"] = str(plot_curves(history, out_dir / "curves.png"))
-    if "confusion" in what:
-        written["confusion"] = str(plot_confusion(matrix, classes, out_dir / "confusion_matrix.png"))
-    if "misclassified" in what:
-        shown = wrong[: section.max_misclassified]
-        images = _display_images(test, shown, pre, prepared=test_prepared)
-        written["misclassified"] = str(
-            plot_misclassified(
-                images,
-                labels[shown].tolist(),
-                preds[shown].tolist(),
-                shown.tolist(),
-                classes,
-                out_dir / "misclassified.png",
-                total=len(wrong),
-            )
-        )
-    convs = _convolutions(model)
-    if "feature_maps" in what and convs:
-        index = min(section.image_index, len(test) - 1)
-        idx = torch.tensor([index])
-        x = pre.batch(test.images_at(idx), prepared=test_prepared)
-        maps = feature_maps(model, x, max_layers=section.max_feature_layers)
-        title = f"Feature maps of test image #{index} (label {classes[int(labels[index])]}, predicted {classes[int(preds[index])]})"
-        written["feature_maps"] = str(
-            plot_feature_maps(
-                maps,
-                pre.display(x)[0].cpu(),
-                out_dir / "feature_maps.png",
-                max_channels=section.max_channels,
-                title=title,
-            )
-        )
-    if "kernels" in what and convs:
-        name, first = convs[0]
-        written["kernels"] = str(
-            plot_kernels(first.weight, out_dir / "kernels.png", name=f"first convolution '{name}'")
-        )
-    return written
 
 
 def _display_images(split: ImageSplit, index: torch.Tensor, pre: Preprocess, *, prepared: bool) -> torch.Tensor:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .._errors import RecipeError
 from ._checkpoint import save_checkpoint
+from ._clock import Clock
 from ._distributed import Dist, resolve_device
 from ._epoch import Counters, EpochTrainer
 from ._evaluate import evaluate_split
@@ -48,6 +49,7 @@ class Run:
         self.best = BestTracker(recipe.checkpoint.monitor)
         self.stopping = EarlyStopping(recipe.early_stopping)
         self.events = EventLog(run_dir, wanted=recipe.tensorboard if dist.main else False)
+        self.clock = Clock()
 
     def _precision(self) -> str:
         wanted = self.recipe.precision
@@ -59,7 +61,13 @@ class Run:
     def setup(self, *, layout: bool | None = None) -> None:
         """Data, model, optimizer, schedule; ``layout`` is a saved channels_last choice (resuming)."""
         self.parts = assemble(
-            self.recipe, dist=self.dist, device=self.device, precision=self.precision, log=self.log, layout=layout
+            self.recipe,
+            dist=self.dist,
+            device=self.device,
+            precision=self.precision,
+            log=self.log,
+            layout=layout,
+            clock=self.clock,
         )
         self.stepper = Stepper(self.recipe, self.parts, device=self.device, precision=self.precision, dist=self.dist)
         self.epochs = EpochTrainer(
@@ -99,6 +107,7 @@ class Run:
                 self.log(f"epoch {epoch}: unfroze parameters; {self.parts.trainable:,} now train")
                 self.stepper.wrap()  # DDP must see the new set of trainable parameters
             started = time.perf_counter()
+            self.clock.mark_first_step()
             train_loss, train_acc = self.epochs.run(epoch, frozen, interrupt_after=interrupt_after)
             _check_finite(train_loss, epoch)
             row = self._end_epoch(epoch, train_loss, train_acc, time.perf_counter() - started)
@@ -118,15 +127,16 @@ class Run:
             "seconds": round(seconds, 3),
         }
         if parts.val_split is not None:
-            scores = evaluate_split(
-                parts.model,
-                parts.val_split,
-                parts.pre,
-                prepared=parts.val_prepared,
-                batch_size=self.recipe.effective_eval_batch_size,
-                precision=self.precision,
-                dist=self.dist,
-            )
+            with self.clock.phase("validation"):
+                scores = evaluate_split(
+                    parts.model,
+                    parts.val_split,
+                    parts.pre,
+                    prepared=parts.val_prepared,
+                    batch_size=self.recipe.effective_eval_batch_size,
+                    precision=self.precision,
+                    dist=self.dist,
+                )
             row["val_loss"], row["val_accuracy"] = scores.loss, scores.accuracy
             if scores.top5 is not None:
                 row["val_top5_accuracy"] = scores.top5
@@ -138,13 +148,16 @@ class Run:
         # best.pt before last.pt: a kill between the two leaves last.pt at the previous epoch, and
         # the resumed run redoes this epoch bit-identically (rewriting the same best.pt); the other
         # order could leave last.pt naming this epoch as best while best.pt holds an older one
-        if improved and self.dist.main:
-            save_checkpoint(self.run_dir / "best.pt", {"model": self.state()["model"], "epoch": epoch})
-        self.save_last()
+        with self.clock.phase("checkpoints"):
+            if improved and self.dist.main:
+                save_checkpoint(self.run_dir / "best.pt", {"model": self.state()["model"], "epoch": epoch})
+            self.save_last()
+            if self.dist.main:
+                write_history(self.run_dir, c.history)
         if self.dist.main:
-            write_history(self.run_dir, c.history)
             self.events.write(row)
         return row
+
 
 
 def _check_finite(train_loss: float, epoch: int) -> None:

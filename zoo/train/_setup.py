@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .._errors import RecipeError
+from ._clock import Clock
 from ._datasets import load_data
 from ._distributed import Dist, epoch_seed, seed_all
 from ._finetune import FinetunePlan, build_model, finetune_plan, reset_parameters, set_trainable
@@ -71,17 +72,21 @@ def assemble(
     precision: str,
     log: Callable[[str], None],
     layout: bool | None = None,
+    clock: Clock | None = None,
 ) -> Parts:
     """Build the run's parts; ``layout`` is a saved channels_last choice (resuming) or None to choose."""
+    clock = clock or Clock()
     if recipe.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_all(recipe.seed)
-    data = load_data(recipe.data)
-    pre = Preprocess(recipe.data, data_channels=data.channels, mean=data.mean, std=data.std, device=device)
-    train_split, train_prepared = stage(pre, data.train)
-    val_split, val_prepared = stage(pre, data.val) if data.val is not None else (None, False)
-    model = build_model(recipe, data, channels=recipe.data.channels or data.channels).to(device)
-    _dry_run(recipe, model, pre.batch(train_split.images_at(torch.arange(2)), prepared=train_prepared), data.num_classes)
+    with clock.phase("data"):
+        data = load_data(recipe.data)
+        pre = Preprocess(recipe.data, data_channels=data.channels, mean=data.mean, std=data.std, device=device)
+        train_split, train_prepared = stage(pre, data.train)
+        val_split, val_prepared = stage(pre, data.val) if data.val is not None else (None, False)
+    with clock.phase("model"):
+        model = build_model(recipe, data, channels=recipe.data.channels or data.channels).to(device)
+        _dry_run(recipe, model, pre.batch(train_split.images_at(torch.arange(2)), prepared=train_prepared), data.num_classes)
 
     def probe() -> tuple[torch.Tensor, torch.Tensor]:
         n = min(recipe.batch_size, len(train_split))
@@ -89,9 +94,10 @@ def assemble(
         return x, train_split.labels[:n].to(device)
 
     if layout is None:
-        layout = choose_layout(
-            model, setting=recipe.channels_last, device=device, precision=precision, dist=dist, probe=probe, log=log
-        )
+        with clock.phase("layout_probe"):
+            layout = choose_layout(
+                model, setting=recipe.channels_last, device=device, precision=precision, dist=dist, probe=probe, log=log
+            )
     if layout:
         model = model.to(memory_format=torch.channels_last)
         pre.channels_last = True
