@@ -20,7 +20,8 @@ from torch import nn
 import zoo
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "resnext50_32x4d", "vgg11_bn", "alexnet", "googlenet",
-                  "inception_v3", "inception_v4", "inception_resnet_v2", "xception"]
+                  "inception_v3", "inception_v4", "inception_resnet_v2", "xception",
+                  "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf"]
 DEFAULT_MODELS += ["convnext_tiny", "shufflenet_v2_x1_0", "densenet121"]  # channel plumbing, concat growth
 
 

@@ -47,21 +47,25 @@ def fill_cheaply(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     call: a 1M-value normal pool, tiled at a different offset per tensor. Weights get He scaling
     (std sqrt(2 / fan_in)) so activations keep their size through deep ReLU networks; vectors
     (norm scales, biases) sit near 1 and 0; batch-norm statistics start at 0 and 1."""
-    pool = torch.randn(1 << 20, generator=torch.Generator().manual_seed(seed))
+    size = 1 << 20
+    pool = torch.randn(size, generator=torch.Generator().manual_seed(seed))
+    pool = torch.cat([pool, pool])  # any window of `size` values is one contiguous slice
+    positive = pool.abs()
     with torch.no_grad():
         for i, (key, t) in enumerate(model.state_dict(keep_vars=True).items()):
             if not t.is_floating_point():
                 t.zero_()
                 continue
             if "running_var" in key:
-                scale, shift, values = 0.1, 1.0, pool.abs()
+                scale, shift, values = 0.1, 1.0, positive
             elif "running_mean" in key:
                 scale, shift, values = 0.1, 0.0, pool
             elif t.dim() > 1:
                 scale, shift, values = (2.0 / (t.numel() // t.shape[0])) ** 0.5, 0.0, pool
             else:
                 scale, shift, values = 0.1, 1.0 if key.endswith("weight") else 0.0, pool
-            values = values.roll(-(i * 7919) % pool.numel()) * scale + shift
+            start = (i * 7919) % size
+            values = values[start : start + min(t.numel(), size)] * scale + shift
             flat = t.view(-1)
             for start in range(0, flat.numel(), values.numel()):  # tiled copies: memory speed, no RNG
                 chunk = flat[start : start + values.numel()]
