@@ -151,8 +151,12 @@ def test_folder_mistakes_are_recipe_errors(tmp_path: Path, setup: Callable[[Path
 def folder_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One uninterrupted run on the photo folder, with reports."""
     out = tmp_path_factory.mktemp("runs") / "straight"
-    torch.set_num_threads(1)
-    result = train(folder_recipe(photos, out, reports={"enabled": True}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as under one_thread: the resume test compares bitwise against this run
+    try:
+        result = train(folder_recipe(photos, out, reports={"enabled": True}))
+    finally:
+        torch.set_num_threads(before)
     assert result.metrics["epochs_completed"] == 3
     return out
 
