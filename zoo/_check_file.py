@@ -37,8 +37,8 @@ def validate_file(path: Path) -> list[ZooError]:
 
 
 def _validate_recipe(path: Path, raw: Any) -> list[ZooError]:
-    from ._recipe import load_recipe
     from ._registry import get_spec
+    from .train._overrides import load_recipe
 
     recipe = load_recipe(path)
     try:
