@@ -76,7 +76,7 @@ def folder_recipe(root: Path, out: Path, **overrides: Any) -> Recipe:
         },
         "optimizer": {"name": "adam", "lr": 0.003},
         "epochs": 3,
-        "batch_size": 8,
+        "batch_size": 4,
         "output_dir": str(out),
         "progress": False,
         "reports": {"enabled": False},
@@ -164,7 +164,8 @@ def folder_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_learns_the_folder_and_saves_classes_with_the_run(folder_run: Path) -> None:
     metrics = json.loads((folder_run / "metrics.json").read_text())
     assert metrics["dataset"] == "imagefolder" and metrics["test_images"] == 6
-    assert metrics["history"][-1]["train_accuracy"] > 0.6  # three visibly different classes
+    history = metrics["history"]
+    assert history[-1]["train_accuracy"] > history[0]["train_accuracy"] and metrics["test_accuracy"] > 0.5  # chance: 1/3
     info = json.loads((folder_run / "run_info.json").read_text())
     assert info["classes"] == list(CLASSES) and info["model"]["num_classes"] == 3 and info["model"]["in_channels"] == 3
     assert (folder_run / "confusion_matrix.txt").read_text().count("circle") >= 1
