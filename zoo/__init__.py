@@ -27,7 +27,7 @@ from ._errors import (
     WeightsError,
     ZooError,
 )
-from ._lazy import lazy_exports
+from ._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from ._api import build
@@ -74,4 +74,4 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals(), __all__)

@@ -76,7 +76,7 @@ def folder_recipe(root: Path, out: Path, **overrides: Any) -> Recipe:
         },
         "optimizer": {"name": "adam", "lr": 0.003},
         "epochs": 3,
-        "batch_size": 8,
+        "batch_size": 4,
         "output_dir": str(out),
         "progress": False,
         "reports": {"enabled": False},
@@ -151,8 +151,12 @@ def test_folder_mistakes_are_recipe_errors(tmp_path: Path, setup: Callable[[Path
 def folder_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One uninterrupted run on the photo folder, with reports."""
     out = tmp_path_factory.mktemp("runs") / "straight"
-    torch.set_num_threads(1)
-    result = train(folder_recipe(photos, out, reports={"enabled": True}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as under one_thread: the resume test compares bitwise against this run
+    try:
+        result = train(folder_recipe(photos, out, reports={"enabled": True}))
+    finally:
+        torch.set_num_threads(before)
     assert result.metrics["epochs_completed"] == 3
     return out
 
@@ -160,7 +164,8 @@ def folder_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_learns_the_folder_and_saves_classes_with_the_run(folder_run: Path) -> None:
     metrics = json.loads((folder_run / "metrics.json").read_text())
     assert metrics["dataset"] == "imagefolder" and metrics["test_images"] == 6
-    assert metrics["history"][-1]["train_accuracy"] > 0.6  # three visibly different classes
+    history = metrics["history"]
+    assert history[-1]["train_accuracy"] > history[0]["train_accuracy"] and metrics["test_accuracy"] > 0.5  # chance: 1/3
     info = json.loads((folder_run / "run_info.json").read_text())
     assert info["classes"] == list(CLASSES) and info["model"]["num_classes"] == 3 and info["model"]["in_channels"] == 3
     assert (folder_run / "confusion_matrix.txt").read_text().count("circle") >= 1

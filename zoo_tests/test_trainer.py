@@ -574,7 +574,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path: Path) -> None:
 def test_a_run_directory_continues_with_more_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     train(tiny(tmp_path / "run", epochs=1, schedule={"name": "onecycle", "pct_start": 0.5}))
     run = str(tmp_path / "run")
-    assert train_main([run, "--set", "epochs=2", "--no-progress"]) == 2  # a one-cycle schedule cannot grow
+    assert train_main([run, "--set", "epochs=2", "--no-progress"]) == 1  # a one-cycle schedule cannot grow
     assert "onecycle" in capsys.readouterr().err
     assert "epochs: 1\n" in (tmp_path / "run" / "recipe.yaml").read_text()  # the refused recipe was not saved
     assert train_main([run, "--set", "epochs=2", "--set", "schedule.name=none", "--no-progress"]) == 0

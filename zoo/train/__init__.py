@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
+from .._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from ._cli import evaluate_main, predict_main, train_main, visualize_main
@@ -64,4 +64,4 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals(), __all__)

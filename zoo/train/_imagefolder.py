@@ -124,7 +124,8 @@ def image_transform(size: int, augment: AugmentSection | None) -> Any:
     """uint8 (C, size, size): resize the shorter side, center crop; then the recipe's augmentation."""
     from torchvision.transforms import v2
 
-    steps: list[Any] = [v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+    # on PIL images (single-threaded, fast for one image); a tensor only at the end
+    steps: list[Any] = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
     if augment is not None and augment.enabled:
         if augment.rotation or augment.translate or augment.scale:
             steps.append(
@@ -132,13 +133,14 @@ def image_transform(size: int, augment: AugmentSection | None) -> Any:
                     degrees=augment.rotation,
                     translate=(augment.translate, augment.translate) if augment.translate else None,
                     scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
+                    interpolation=v2.InterpolationMode.BILINEAR,
                 )
             )
         if augment.crop_padding:
             steps.append(v2.RandomCrop(size, padding=augment.crop_padding))
         if augment.hflip:
             steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose(steps)
+    return v2.Compose([*steps, v2.PILToTensor()])
 
 
 # --------------------------------------------------------------------------- finding the files
