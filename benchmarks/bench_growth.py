@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zoo import _catalog  # noqa: E402
-from zoo._builder import build_network, expand  # noqa: E402
+from zoo._builder import build_network  # noqa: E402
+from zoo._expansion import expand  # noqa: E402
 from zoo._registry import Registry  # noqa: E402
 
 DENSE = """name: {name}

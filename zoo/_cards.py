@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 
-from ._builder import Expanded, Group, Item, build_network, expand
+from ._builder import build_network
+from ._expansion import expand
 from ._registry import REGISTRY
+from ._tree import Expanded, Group, Item
 
 __all__ = ["depth", "model_card_rows", "render_model_cards"]
 

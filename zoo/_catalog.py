@@ -22,7 +22,7 @@ from ._files import read_file
 from ._registry import REGISTRY, Entry, Registry
 
 if TYPE_CHECKING:
-    from ._builder import Expanded
+    from ._tree import Expanded
 
 __all__ = ["Catalog", "Row", "cache_file", "catalog", "count_expanded"]
 
@@ -61,7 +61,7 @@ class Catalog:
 def count_expanded(expanded: Expanded, *, convention: str = "pytorch") -> int:
     """Parameters of an expanded tree from the primitive table's rules; ``keras`` adds what
     Keras counts as non-trainable parameters (batch-norm moving statistics)."""
-    from ._builder import leaf_params, leaves
+    from ._tree import leaf_params, leaves
 
     total = 0
     for leaf in leaves(expanded.items):

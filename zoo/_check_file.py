@@ -158,8 +158,8 @@ class _Walker:
     """Static checks of layer nodes: names, argument keys and literal argument values."""
 
     def __init__(self, blocks: Mapping[str, Any], own_blocks: set[str], errors: list[ZooError]) -> None:
-        from ._builder import COMBINATOR_ARGS
         from ._layers import PRIMITIVES
+        from ._tree import COMBINATOR_ARGS
 
         self.primitives = PRIMITIVES
         self.combinators = COMBINATOR_ARGS
@@ -280,7 +280,8 @@ def _about(err: ZooError, path: str, keys: set[str]) -> bool:
 def _build_once(path: Path, name: str, raw: Any) -> list[ZooError]:
     """Full build of the file's architecture, resolved against the registered folders: every
     independent value or shape error, then the size limits and the ``features:`` points."""
-    from ._builder import build_network, expand
+    from ._builder import build_network
+    from ._expansion import expand
     from ._features import feature_points
     from ._registry import REGISTRY
 

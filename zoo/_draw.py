@@ -114,7 +114,7 @@ def _arrow(ax: Any, start: Point, end: Point, *, into_merge: bool = False) -> No
 
 
 def _title(item: Any, name: str) -> str:
-    from ._builder import Leaf
+    from ._tree import Leaf
 
     if isinstance(item, Leaf):
         what = item.primitive.name
@@ -139,7 +139,7 @@ def _names(items: list[Any]) -> list[str]:
 
 
 def _layout(items: list[Any], depth: int) -> _Chain:
-    from ._builder import Leaf
+    from ._tree import Leaf
 
     chain = _Chain()
     for item, name in zip(items, _names(items), strict=True):

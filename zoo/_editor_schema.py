@@ -144,8 +144,8 @@ def _registered_blocks() -> dict[str, Any]:
 
 def _layer_defs(blocks: Mapping[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """One property per layer type: the argument schema of each primitive, combinator and block."""
-    from ._builder import _LAYER_FIELDS, COMBINATOR_ARGS
     from ._layers import PRIMITIVES
+    from ._tree import _LAYER_FIELDS, COMBINATOR_ARGS
 
     layers: dict[str, Any] = {}
     for p in PRIMITIVES.values():

@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ._builder import Expanded, Group, Item
 from ._errors import SchemaError, UnknownNameError, did_you_mean
 from ._schema import ArchitectureSpec
+from ._tree import Expanded, Group, Item
 
 __all__ = ["FeatureExtractor", "FeatureInfo", "feature_points", "features_only"]
 

@@ -110,8 +110,8 @@ def arguments(model: Any) -> tuple[Argument, ...]:
 
 def list_layers() -> list[LayerInfo]:
     """Every primitive and combinator of the architecture language, with its arguments."""
-    from ._builder import COMBINATOR_ARGS
     from ._layers import PRIMITIVES
+    from ._tree import COMBINATOR_ARGS
 
     out = [
         LayerInfo(p.name, "primitive", p.doc or p.spec.__doc__ or "", arguments(p.spec), p.primary)

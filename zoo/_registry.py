@@ -455,7 +455,7 @@ class Registry:
     def expand(self, spec: ArchitectureSpec, params: dict[str, Any], shape: tuple[int, ...]) -> Any:
         """The expanded, shape-checked tree, cached per (model, parameters, input shape): building a
         model again (workers, sweeps, tests) skips expansion. Cleared when any file changes."""
-        from ._builder import expand
+        from ._expansion import expand
 
         key = (spec.name, spec.file, repr(sorted(params.items())), shape)
         with self._lock:
@@ -524,7 +524,7 @@ def _check_block_names(parsed: _Parsed) -> None:
     source = parsed.arch if parsed.arch is not None else parsed.library
     if source is None or not source.blocks:
         return
-    from ._builder import builtin_names
+    from ._expansion import builtin_names
 
     builtin = builtin_names()
     for bname in source.blocks:

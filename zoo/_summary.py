@@ -72,7 +72,7 @@ def summary(
     import torchinfo  # heavy-ish; only summaries need it
 
     from ._api import build, check_input_size
-    from ._builder import max_activation
+    from ._limits import max_activation
     from ._registry import get_spec
 
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:

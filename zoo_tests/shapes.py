@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 import zoo
-from zoo._builder import expand
+from zoo._expansion import expand
 from zoo._registry import REGISTRY
 
 SMALLEST_SIDE = 32  # ImageNet-size models are exercised at the smallest square input they accept, from here up

@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 import zoo
-from zoo._builder import COMBINATOR_ARGS, _Expander
+from zoo._expansion import _Expander
 from zoo._layers import PRIMITIVES, Primitive
 from zoo._layers._table import Spec, _none, _same_shape
 from zoo._reference import language_markdown
+from zoo._tree import COMBINATOR_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "language.md"

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from zoo._builder import check_size, expand
+from zoo._builder import check_size
+from zoo._expansion import expand
 from zoo._registry import REGISTRY
 
 Writer = Callable[[str, str], Path]

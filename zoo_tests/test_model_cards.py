@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import zoo
-from zoo._builder import expand
 from zoo._cards import depth, render_model_cards
+from zoo._expansion import expand
 from zoo._registry import REGISTRY
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "models.md"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import zoo
-from zoo._builder import check_size, expand
+from zoo._builder import check_size
+from zoo._expansion import expand
 from zoo._registry import REGISTRY
 
 from .shapes import build_cheaply, is_large

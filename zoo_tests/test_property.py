@@ -179,7 +179,8 @@ def test_random_primitive_arguments_validate_then_forward(net: tuple[list[int], 
 
     import torch
 
-    from zoo._builder import build_network, expand
+    from zoo._builder import build_network
+    from zoo._expansion import expand
     from zoo._schema import BlockTemplate
 
     shape, layers = net
@@ -269,7 +270,7 @@ def random_nesting(draw: st.DrawFn) -> str:
 def test_random_repeat_and_block_nesting_is_bounded(text: str) -> None:
     """Nested repeats and blocks (cycles included) expand or raise a located ZooError, in bounded
     time and memory: the work, nesting and layer limits hold whatever the shape of the nesting."""
-    from zoo._builder import expand
+    from zoo._expansion import expand
     from zoo._schema import BlockTemplate
     from zoo._yaml import parse_yaml
 
