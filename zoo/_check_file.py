@@ -123,7 +123,8 @@ def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
     for bname, block in own_blocks.items():
         if isinstance(block, dict) and isinstance(block.get("layers"), list):
             walker.walk(block["layers"], f"blocks.{bname}.layers", None)
-    if parsed is not None and parsed.arch is not None and "extends" in raw:
+    if parsed is not None and parsed.arch is not None:
+        # a name that collides with another registered file, and ``extends`` problems
         errors.extend(_resolution_errors(path, parsed.arch.name, {e.path for e in errors}))
     if errors or parsed is None or parsed.arch is None or parsed.arch.abstract:
         return errors
@@ -131,8 +132,8 @@ def _validate_architecture(path: Path, raw: Any) -> list[ZooError]:
 
 
 def _resolution_errors(path: Path, name: str, reported: set[str]) -> list[ZooError]:
-    """``extends`` problems (unknown parent, cycle, misspelt inherited parameter), found beside the
-    others rather than only once they are fixed."""
+    """A model name another registered file holds, and ``extends`` problems (unknown parent, cycle,
+    misspelt inherited parameter), found beside the others rather than only once they are fixed."""
     from ._registry import REGISTRY
 
     try:
@@ -191,6 +192,12 @@ class _Walker:
             ))
             return
         loc = (loc_of(node, kind) if isinstance(node, dict) else None) or at
+        when = args.get("when", True) if isinstance(args, dict) else True
+        if not isinstance(when, bool) and not (isinstance(when, str) and is_expression(when)):
+            self.errors.append(SchemaError(  # the builder's own rule, found here beside the others
+                f"'when' must be true or false (or an expression giving one), got {when!r}",
+                location=loc_of(args, "when") or loc, path=f"{here}.{kind}.when",
+            ))
         check: Callable[[str, Any, str, Location | None], None] | None = None
         if kind in self.combinators:
             check = self.combinator

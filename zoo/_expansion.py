@@ -292,8 +292,10 @@ class _Expander:
 
     def _residual(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
         args = self._args(ResidualArgs, raw, path, loc)
+        collected = len(self.errors or [])
         body = self.expand_list(raw["body"], env, shape, f"{path}.body", loc)
-        if not list(leaves(body.items)):
+        # a body emptied by errors collected inside it (zoo validate) is not a 'when:' mistake
+        if not list(leaves(body.items)) and len(self.errors or []) == collected:
             raise SchemaError(
                 "residual body is empty: every layer of it is dropped by 'when:'",
                 location=loc, path=f"{path}.body", hint="put the 'when:' on the residual itself",
