@@ -91,12 +91,17 @@ def _static_same(kernel: Size2, stride: Size2, dilation: Size2) -> tuple[int, in
     return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
 
 
-class ConvSpec(Spec):
+class _Window(Spec):
+    """What every convolution over a window shares (subclasses add their own fields after these)."""
+
     filters: Pos
     kernel: Size2
     stride: Size2 = 1
     padding: Padding = "valid"
     dilation: Size2 = 1
+
+
+class ConvSpec(_Window):
     groups: Pos = 1
     bias: bool = True
     act: ActName | None = None
@@ -184,12 +189,7 @@ _register(Primitive(
 ))
 
 
-class SeparableSpec(Spec):
-    filters: Pos
-    kernel: Size2
-    stride: Size2 = 1
-    padding: Padding = "valid"
-    dilation: Size2 = 1
+class SeparableSpec(_Window):
     multiplier: Pos = 1
     bias: bool = True
     act: ActName | None = None
