@@ -46,7 +46,7 @@ def test_stochastic_depth_shorthand_and_bad_values(arch_dir: Writer) -> None:
     arch_dir("a.yaml", _file("  - flatten\n  - stochastic_depth: {p: 1.5}\n"))
     with pytest.raises(zoo.SchemaError) as info:
         zoo.build("a")
-    assert info.value.line == 8 and "stochastic_depth.p: input should be less than or equal to 1" in str(info.value)
+    assert info.value.line == 8 and "stochastic_depth.p: expected a number from 0 to 1, got 1.5" in str(info.value)
     arch_dir("a.yaml", _file("  - stochastic_depth: {p: 0.1, mode: rows}\n"))
     with pytest.raises(zoo.SchemaError, match="row"):
         zoo.build("a")
