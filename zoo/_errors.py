@@ -176,8 +176,11 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     """The choice within a typo's distance of ``name`` (the nearest, then alphabetical), or None."""
     name = str(name)
     scored = sorted((typo_distance(name, c), c) for c in set(choices) if c != name)
-    if scored and scored[0][0] <= _typo_limit(name):
-        return scored[0][1]
+    for distance, choice in scored[:1]:
+        # a stray letter in a short name ('lrr' for 'lr') is still a slip; a different short word is not
+        stray = distance == 1 and len(choice) == len(name) - 1 >= 2
+        if distance <= _typo_limit(name) or stray:
+            return choice
     return None
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._errors import CheckpointError
+from ._clock import Clock
 from ._datasets import load_data
 from ._distributed import SINGLE_PROCESS, Dist, resolve_device
 from ._finetune import build_model
@@ -161,12 +162,14 @@ def test_and_report(
     history: Sequence[dict[str, Any]],
     section: ReportsSection,
     what: Sequence[str] = PICTURES,
+    clock: Clock | None = None,
 ) -> TestResult:
     """Evaluate on the test split; with ``reports_to``, write the reports and pictures there."""
-    split, prepared = stage(pre, data.test)
-    scores = evaluate_split(
-        model, split, pre, prepared=prepared, batch_size=batch_size, precision=precision, keep_predictions=True
-    )
+    with clock.phase("test") if clock is not None else contextlib.nullcontext():  # the reports time themselves
+        split, prepared = stage(pre, data.test)
+        scores = evaluate_split(
+            model, split, pre, prepared=prepared, batch_size=batch_size, precision=precision, keep_predictions=True
+        )
     predictions = scores.predictions if scores.predictions is not None else torch.zeros(0, dtype=torch.int64)
     files: dict[str, str] = {}
     if reports_to is not None and len(predictions):
@@ -181,6 +184,7 @@ def test_and_report(
             history=history,
             section=section,
             what=what,
+            clock=clock,
         )
     return TestResult(scores.loss, scores.accuracy, scores.top5, split, predictions, files)
 

@@ -40,18 +40,18 @@ def finish(run: Run) -> TrainResult:
             )
         parts.model.load_state_dict(best["model"])
     clock = run.clock
-    with clock.phase("test"):  # the test evaluation and the reports the recipe asks for
-        test = test_and_report(
-            parts.model,
-            parts.data,
-            parts.pre,
-            batch_size=recipe.effective_eval_batch_size,
-            precision=run.precision,
-            reports_to=run.run_dir if recipe.reports.enabled else None,
-            history=run.counters.history,
-            section=recipe.reports,
-            what=recipe.reports.pictures,
-        )
+    test = test_and_report(
+        parts.model,
+        parts.data,
+        parts.pre,
+        batch_size=recipe.effective_eval_batch_size,
+        precision=run.precision,
+        reports_to=run.run_dir if recipe.reports.enabled else None,
+        history=run.counters.history,
+        section=recipe.reports,
+        what=recipe.reports.pictures,
+        clock=clock,
+    )
     metrics = _metrics(run, test.loss, test.accuracy)
     if test.top5 is not None:
         metrics["test_top5_accuracy"] = test.top5
