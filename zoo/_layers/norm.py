@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from pydantic import Field
@@ -86,8 +87,22 @@ class LrnSpec(Spec):
     k: Annotated[float, Field(gt=0)] = 2.0  # AlexNet paper's constants (PyTorch's default k is 1.0)
 
 
+LRN_MIN_DENOMINATOR = 1e-6  # k ** beta below this divides float32 inputs into infinity
+
+
+def _lrn_shape(s: LrnSpec, shape: Shape) -> Shape:
+    _need_image(shape, "lrn")
+    # the output is x / (k + alpha * mean(x^2)) ** beta: its smallest denominator is k ** beta
+    if s.beta < 0 or s.beta * math.log(s.k) < math.log(LRN_MIN_DENOMINATOR):  # logs: k ** beta may overflow
+        raise ShapeError(
+            f"lrn needs beta >= 0 and k ** beta >= {LRN_MIN_DENOMINATOR:g} so its outputs stay finite, "
+            f"got k={s.k:g}, beta={s.beta:g}"
+        )
+    return shape
+
+
 _register(Primitive(
-    "lrn", LrnSpec, lambda s, shape: (_need_image(shape, "lrn"), shape)[1],
+    "lrn", LrnSpec, _lrn_shape,
     lambda s, shape: nn.LocalResponseNorm(s.size, s.alpha, s.beta, s.k), primary="size", doc="local response norm",
     params=_none,
 ))
