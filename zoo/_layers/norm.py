@@ -88,14 +88,16 @@ class LrnSpec(Spec):
 
 
 LRN_MIN_DENOMINATOR = 1e-6  # k ** beta below this divides float32 inputs into infinity
+LRN_MIN_K = 1e-30  # float32 holds it (its smallest normal number is about 1.2e-38)
 
 
 def _lrn_shape(s: LrnSpec, shape: Shape) -> Shape:
     _need_image(shape, "lrn")
     # the output is x / (k + alpha * mean(x^2)) ** beta: its smallest denominator is k ** beta
-    if s.beta < 0 or s.beta * math.log(s.k) < math.log(LRN_MIN_DENOMINATOR):  # logs: k ** beta may overflow
+    # k below float32's range is 0 on the tensor (then 0 ** beta divides by zero); logs: k ** beta may overflow
+    if s.k < LRN_MIN_K or s.beta < 0 or s.beta * math.log(s.k) < math.log(LRN_MIN_DENOMINATOR):
         raise ShapeError(
-            f"lrn needs beta >= 0 and k ** beta >= {LRN_MIN_DENOMINATOR:g} so its outputs stay finite, "
+            f"lrn needs k >= {LRN_MIN_K:g}, beta >= 0 and k ** beta >= {LRN_MIN_DENOMINATOR:g} so its outputs stay finite, "
             f"got k={s.k:g}, beta={s.beta:g}"
         )
     return shape
