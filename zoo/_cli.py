@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._errors import RegistryError, ZooError
+from ._exit import fail
 
 __all__ = ["main", "summary_main"]
 
@@ -190,8 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return code
     except ZooError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     except BrokenPipeError:
         # the reader went away (``zoo schema | head``): stop quietly, as cat does; point stdout at
         # devnull so the interpreter's final flush does not raise again

@@ -129,9 +129,9 @@ def test_cli_layers_schema_output_and_closed_pipe(tmp_path: Path) -> None:
     out = _zoo("layers", "depthwise_conv")
     assert out.returncode == 0 and "multiplier: an integer > 0; default 1" in out.stdout
     out = _zoo("layers", "conv2d")
-    assert out.returncode == 2 and "the zoo calls it 'conv'" in out.stderr
+    assert out.returncode == 1 and "the zoo calls it 'conv'" in out.stderr
     out = _zoo("schema", "--output", str(tmp_path / "missing" / "s.json"))
-    assert out.returncode == 2 and out.stderr.startswith("error: cannot write") and "Traceback" not in out.stderr
+    assert out.returncode == 1 and out.stderr.startswith("error: cannot write") and "Traceback" not in out.stderr
     out = _zoo("schema", "--output", str(tmp_path / "s.json"))
     assert out.returncode == 0 and json.loads((tmp_path / "s.json").read_text())["title"] == "zoo architecture file"
     # a reader that stops early: no BrokenPipeError traceback
@@ -157,6 +157,6 @@ def test_cli_draw_png_and_its_errors(tmp_path: Path) -> None:
     out = _zoo("draw", "mnist_cnn_v1", "--depth", "2", "--output", str(tmp_path / "m.png"))
     assert out.returncode == 0 and (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = _zoo("draw", "mnist_cnn_v1", "--output", str(tmp_path / "m.pdf"))
-    assert out.returncode == 2 and "writes .svg or .png" in out.stderr
+    assert out.returncode == 1 and "writes .svg or .png" in out.stderr
     out = _zoo("draw", "mnist_cnn_v", "--output", str(tmp_path / "m.svg"))
-    assert out.returncode == 2 and "did you mean 'mnist_cnn_v1'?" in out.stderr
+    assert out.returncode == 1 and "did you mean 'mnist_cnn_v1'?" in out.stderr

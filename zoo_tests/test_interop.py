@@ -202,9 +202,9 @@ def test_zoo_export_of_a_run_directory_uses_its_best_weights(tmp_path: Path, cap
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(torch.export.load(str(out)).module()(x), trained(x))
-    assert main(["export", str(tmp_path), "--format", "exported", "--output", str(out)]) == 2
+    assert main(["export", str(tmp_path), "--format", "exported", "--output", str(out)]) == 1
     assert "not a run directory" in capsys.readouterr().err
-    assert main(["export", "mnist_cnn_v1", "--format", "exported", "--output", str(tmp_path / "x.onnx")]) == 2
+    assert main(["export", "mnist_cnn_v1", "--format", "exported", "--output", str(tmp_path / "x.onnx")]) == 1
     assert ".pt2" in capsys.readouterr().err
 
 
@@ -214,3 +214,19 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.startswith("zoo ")
+
+
+def test_core_commands_share_the_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """1 for what the user wrote, 3 for a weights file that cannot be used, 2 for the command line."""
+    from zoo._cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text((ROOT / "recipes" / "quickstart_digits.yaml").read_text())
+    (run / "best.pt").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["export", str(run), "--format", "exported", "--output", str(tmp_path / "x.pt2")]) == 3
+    assert main(["summary", "no_such_model"]) == 1
+    with pytest.raises(SystemExit) as info:
+        main(["summary", "mnist_cnn_v1", "--no-such-flag"])
+    assert info.value.code == 2
+    capsys.readouterr()

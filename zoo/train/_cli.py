@@ -16,23 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._errors import CheckpointError, WeightsError, ZooError
+from .._errors import ZooError
+from .._exit import EXIT_FILES, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER, fail
 
 __all__ = ["EXIT_FILES", "EXIT_INTERRUPTED", "EXIT_USAGE", "EXIT_USER", "evaluate_main", "predict_main", "train_main", "visualize_main"]
-
-EXIT_USER, EXIT_USAGE, EXIT_FILES, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 PICTURE_CHOICES = ("curves", "confusion", "misclassified", "feature_maps", "kernels")
 
 
 def _out(text: str) -> None:
     print(text, flush=True)
-
-
-def _fail(exc: ZooError) -> int:
-    for err in exc.all_errors:
-        print(f"error: {err}", file=sys.stderr)
-    return EXIT_FILES if isinstance(exc, (CheckpointError, WeightsError)) else EXIT_USER
 
 
 def _is_main_process() -> bool:
@@ -104,7 +97,7 @@ def train_main(argv: Sequence[str] | None = None, *, prog: str = "zoo train") ->
         recipe = load_recipe(source, overrides=overrides)
         result = train(recipe, resume=resume, overwrite=args.overwrite, progress=False if args.no_progress else None)
     except ZooError as exc:
-        return _fail(exc)
+        return fail(exc)
     except KeyboardInterrupt as exc:
         return _interrupted(exc)
     if not _is_main_process():
@@ -180,7 +173,7 @@ def evaluate_main(argv: Sequence[str] | None = None, *, prog: str = "zoo evaluat
         ctx, out = _context(args)
         result = _evaluate(ctx, out, pictures=() if args.no_pictures else ("confusion", "misclassified"))
     except ZooError as exc:
-        return _fail(exc)
+        return fail(exc)
     _out(
         f"test loss {result['test_loss']:.4f}  test accuracy {result['test_accuracy']:.2%}  "
         f"({result['test_images']} images, weights {result['weights']})"
@@ -212,7 +205,7 @@ def visualize_main(argv: Sequence[str] | None = None, *, prog: str = "zoo visual
     if unknown:
         from .._errors import RecipeError, did_you_mean
 
-        _fail(
+        fail(
             RecipeError(
                 f"--what: unknown picture {unknown[0]!r}",
                 hint=did_you_mean(unknown[0], PICTURE_CHOICES) or f"choose from {PICTURE_CHOICES}",
@@ -230,7 +223,7 @@ def visualize_main(argv: Sequence[str] | None = None, *, prog: str = "zoo visual
             history_dir=Path(args.source) if Path(args.source).is_dir() else None,
         )
     except ZooError as exc:
-        return _fail(exc)
+        return fail(exc)
     files = result["files"]
     assert isinstance(files, dict)
     for name, path in sorted(files.items()):
@@ -262,7 +255,7 @@ def predict_main(argv: Sequence[str] | None = None, *, prog: str = "zoo predict"
         predictor = load_predictor(Path(args.source), device=args.device)
         results = predictor(args.images, top_k=args.top_k)
     except ZooError as exc:
-        return _fail(exc)
+        return fail(exc)
     if args.json:
         rows = [{"image": i, "top": [{"class": c, "probability": v} for c, v in r]} for i, r in zip(args.images, results, strict=True)]
         _out(json.dumps(rows, indent=2))
