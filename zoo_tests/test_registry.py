@@ -80,7 +80,7 @@ def test_import_and_listing_stay_light() -> None:
 
 
 def test_registry_is_thread_safe() -> None:
-    REGISTRY._index_key = None
+    REGISTRY.forget()
     errors: list[BaseException] = []
     counts: list[int] = []
 
@@ -370,7 +370,7 @@ def test_header_scan_agrees_with_yaml(text: str, name: str, tmp_path: Path) -> N
 
 
 def test_header_scan_of_every_shipped_file_matches_its_parse() -> None:
-    from zoo._registry import scan_header
+    from zoo._headers import scan_header
 
     for path in builtin_dir().rglob("*.yaml"):
         header, raw = scan_header(path.read_bytes()), load_yaml(path)
