@@ -38,6 +38,14 @@ def test_every_error_derives_from_zoo_error() -> None:
             assert issubclass(obj, zoo.ZooError)
 
 
+def test_every_error_class_is_public() -> None:
+    from zoo import _errors
+
+    defined = {n for n, obj in vars(_errors).items() if isinstance(obj, type) and issubclass(obj, Exception)}
+    assert set(_errors.ERRORS) == defined  # a new exception class is exported, through ERRORS alone
+    assert defined <= set(zoo.__all__)
+
+
 def test_user_folder_through_zoo_path(arch_dir: Writer) -> None:
     arch_dir("tiny.yaml", """
         name: my_tiny_net
