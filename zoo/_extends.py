@@ -1,4 +1,4 @@
-"""``extends``: one architecture file merged over the spec of the file it extends.
+"""``extends``: the chain of files a model extends, and one file merged over its parent's spec.
 
 ``params``, ``let`` and ``blocks`` merge key by key; every other key replaces the parent's. A
 concrete (not ``abstract``) result must have the keys the registry requires; a derived file may
@@ -9,15 +9,16 @@ Importing this module loads neither pydantic nor torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._errors import Location, SchemaError, UnknownNameError, did_you_mean
+from ._errors import ExtendsError, Location, SchemaError, UnknownNameError, did_you_mean
 
 if TYPE_CHECKING:
+    from ._file_index import FileIndex
     from ._schema import ArchitectureFile, ArchitectureSpec
 
-__all__ = ["check_block_names", "merge", "suggest"]
+__all__ = ["check_block_names", "extends_chain", "merge", "suggest"]
 
 
 def suggest(name: str, known: list[str], otherwise: str = "zoo.list_models() shows the registered names") -> str:
@@ -44,6 +45,35 @@ def check_block_names(names: Iterable[str], raw: Any) -> None:
                 f"block {bname!r} has the name of a built-in layer or combinator, which would be used instead",
                 location=where, path=f"blocks.{bname}", hint="give the block a name of its own",
             )
+
+
+def extends_chain(files: FileIndex, resolved: Mapping[str, ArchitectureSpec], name: str) -> list[str]:
+    """``name``, its parent, ... up to a ``resolved`` spec or a root: a loop, not recursion, so a
+    chain of any length ends. A cycle, an unknown parent or a name defined twice is an error."""
+    from ._yaml import loc_of
+
+    index = files.index
+    chain = [name]
+    while chain[-1] not in resolved:
+        current = chain[-1]
+        if current in index.duplicates:
+            raise files.duplicate_error(current)
+        parsed = files.parsed(index.models[current])
+        assert parsed.arch is not None  # models map to architecture files (checked in FileIndex.parsed)
+        parent = parsed.arch.extends
+        if parent is None:
+            break
+        where = loc_of(parsed.raw, "extends")
+        if parent in chain:
+            cycle = " -> ".join([*chain, parent])
+            raise ExtendsError(f"'extends' forms a cycle: {cycle}", location=where, path="extends")
+        if parent not in index.models:
+            raise ExtendsError(
+                f"{current!r} extends unknown architecture {parent!r}",
+                location=where, path="extends", hint=suggest(parent, list(index.models), otherwise=""),
+            )
+        chain.append(parent)
+    return chain
 
 
 def merge(path: str, arch: ArchitectureFile, raw: Any, parent: ArchitectureSpec | None) -> ArchitectureSpec:

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ExtendsError, Location, RegistryError, UnknownNameError, ZooError
-from ._extends import merge, suggest
+from ._errors import Location, RegistryError, UnknownNameError, ZooError
+from ._extends import extends_chain, merge, suggest
 from ._file_index import Entry, FileIndex, Index, Parsed, builtin_dir
 from ._files import read_file
 
@@ -215,7 +215,7 @@ class Registry:
     def _resolve(self, name: str) -> ArchitectureSpec:
         """Walk ``extends`` up to a resolved ancestor or a root, then merge down: a loop, not
         recursion, so a chain of any length ends in a spec or a ZooError."""
-        chain = self._chain(name)
+        chain = extends_chain(self.files, self._specs, name)
         for n in reversed(chain):
             if n in self._specs:
                 continue
@@ -225,34 +225,6 @@ class Registry:
             base = self._specs[parsed.arch.extends] if parsed.arch.extends else None
             self._specs[n] = merge(entry.path, parsed.arch, parsed.raw, parent=base)
         return self._specs[name]
-
-    def _chain(self, name: str) -> list[str]:
-        """``name``, its parent, ... up to a resolved spec or a root; a cycle, an unknown parent or
-        a name defined twice is an error."""
-        from ._yaml import loc_of
-
-        index = self.files.index
-        chain = [name]
-        while chain[-1] not in self._specs:
-            current = chain[-1]
-            if current in index.duplicates:
-                raise self.files.duplicate_error(current)
-            parsed = self.files.parsed(index.models[current])
-            assert parsed.arch is not None  # models map to architecture files (checked in FileIndex.parsed)
-            parent = parsed.arch.extends
-            if parent is None:
-                break
-            where = loc_of(parsed.raw, "extends")
-            if parent in chain:
-                cycle = " -> ".join([*chain, parent])
-                raise ExtendsError(f"'extends' forms a cycle: {cycle}", location=where, path="extends")
-            if parent not in index.models:
-                raise ExtendsError(
-                    f"{current!r} extends unknown architecture {parent!r}",
-                    location=where, path="extends", hint=suggest(parent, list(index.models), otherwise=""),
-                )
-            chain.append(parent)
-        return chain
 
 
 REGISTRY = Registry()
