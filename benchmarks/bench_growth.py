@@ -91,7 +91,7 @@ def _one_file(n: int, memory: bool, previous: dict[str, float]) -> str:
         state: dict[str, Any] = {"blocks": registry.blocks()}  # the shipped libraries, once
 
         def parse() -> None:
-            registry._cache.clear()
+            registry.files.cache.clear()
             registry._specs.clear()
             state["spec"] = registry.get_spec(name)
 

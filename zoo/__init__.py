@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._errors import (
-    CheckpointError,
-    ExpressionError,
-    ExtendsError,
-    RecipeError,
-    RegistryError,
-    SchemaError,
-    ShapeError,
-    SizeLimitError,
-    UnknownNameError,
-    WeightsError,
-    ZooError,
-)
+# the exceptions load at once; "X as X" marks each as re-exported (its name is in __all__ through ERRORS)
+from ._errors import ERRORS as _ERRORS
+from ._errors import CheckpointError as CheckpointError
+from ._errors import ExpressionError as ExpressionError
+from ._errors import ExtendsError as ExtendsError
+from ._errors import RecipeError as RecipeError
+from ._errors import RegistryError as RegistryError
+from ._errors import SchemaError as SchemaError
+from ._errors import ShapeError as ShapeError
+from ._errors import SizeLimitError as SizeLimitError
+from ._errors import UnknownNameError as UnknownNameError
+from ._errors import WeightsError as WeightsError
+from ._errors import ZooError as ZooError
 from ._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
@@ -39,17 +39,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError",
-    "ExpressionError",
-    "ExtendsError",
-    "RecipeError",
-    "RegistryError",
-    "SchemaError",
-    "ShapeError",
-    "SizeLimitError",
-    "UnknownNameError",
-    "WeightsError",
-    "ZooError",
+    *_ERRORS,
     "__version__",
     "architecture_schema",
     "build",

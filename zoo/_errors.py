@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = [
+# The exception classes, sorted: each is also a public name of ``zoo`` (its __all__ starts with these)
+ERRORS = (
     "CheckpointError",
     "ExpressionError",
     "ExtendsError",
-    "Location",
     "RecipeError",
     "RegistryError",
     "SchemaError",
@@ -34,11 +34,8 @@ __all__ = [
     "UnknownNameError",
     "WeightsError",
     "ZooError",
-    "closest",
-    "did_you_mean",
-    "layer_hint",
-    "typo_distance",
-]
+)
+__all__ = [*ERRORS, "ERRORS", "Location", "closest", "did_you_mean", "layer_hint", "typo_distance"]
 
 
 @dataclass(frozen=True)

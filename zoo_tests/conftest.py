@@ -35,7 +35,7 @@ def arch_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
         return path
 
     yield write
-    REGISTRY._index_key = None  # forget the scratch folder's index
+    REGISTRY.forget()  # forget the scratch folder's index
 
 
 @pytest.fixture(autouse=True, scope="session")

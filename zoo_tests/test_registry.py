@@ -38,6 +38,14 @@ def test_every_error_derives_from_zoo_error() -> None:
             assert issubclass(obj, zoo.ZooError)
 
 
+def test_every_error_class_is_public() -> None:
+    from zoo import _errors
+
+    defined = {n for n, obj in vars(_errors).items() if isinstance(obj, type) and issubclass(obj, Exception)}
+    assert set(_errors.ERRORS) == defined  # a new exception class is exported, through ERRORS alone
+    assert defined <= set(zoo.__all__)
+
+
 def test_user_folder_through_zoo_path(arch_dir: Writer) -> None:
     arch_dir("tiny.yaml", """
         name: my_tiny_net
@@ -80,7 +88,7 @@ def test_import_and_listing_stay_light() -> None:
 
 
 def test_registry_is_thread_safe() -> None:
-    REGISTRY._index_key = None
+    REGISTRY.forget()
     errors: list[BaseException] = []
     counts: list[int] = []
 
@@ -370,7 +378,7 @@ def test_header_scan_agrees_with_yaml(text: str, name: str, tmp_path: Path) -> N
 
 
 def test_header_scan_of_every_shipped_file_matches_its_parse() -> None:
-    from zoo._registry import scan_header
+    from zoo._headers import scan_header
 
     for path in builtin_dir().rglob("*.yaml"):
         header, raw = scan_header(path.read_bytes()), load_yaml(path)

@@ -11,17 +11,9 @@ import torch
 import zoo
 from zoo.train import evaluate_main, train, visualize_main
 from zoo.train._overrides import recipe_from_data
-from zoo.train._reports import (
-    classification_report_text,
-    confusion_matrix,
-    confusion_text,
-    feature_maps,
-    plot_confusion,
-    plot_curves,
-    plot_feature_maps,
-    plot_kernels,
-    plot_misclassified,
-)
+from zoo.train._pictures import plot_confusion, plot_curves, plot_feature_maps, plot_kernels, plot_misclassified
+from zoo.train._report_text import classification_report_text, confusion_matrix, confusion_text
+from zoo.train._reports import feature_maps
 from zoo_tests.synthetic import write_mnist_files
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

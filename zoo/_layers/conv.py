@@ -10,18 +10,7 @@ from torch import nn
 
 from .._errors import ShapeError
 from .._modules import ConvAct, FixedFilter, PadSame
-from ._table import (
-    Padding,
-    Pos,
-    Primitive,
-    Shape,
-    Size2,
-    Spec,
-    _need_image,
-    _none,
-    _pair,
-    _register,
-)
+from ._table import Padding, Pos, Primitive, Shape, Size2, Spec, _need_image, _none, _pair, _register
 from .activations import ActName, _activation
 
 # ---------------------------------------------------------------- convolution

@@ -9,19 +9,7 @@ from torch import nn
 
 from .._errors import ShapeError
 from .._modules import PoolSame
-from ._table import (
-    NoArgs,
-    NonNeg,
-    Padding,
-    Primitive,
-    Shape,
-    Size2,
-    Spec,
-    _need_image,
-    _none,
-    _pair,
-    _register,
-)
+from ._table import NoArgs, NonNeg, Padding, Primitive, Shape, Size2, Spec, _need_image, _none, _pair, _register
 from .conv import _spatial, window_workspace
 
 # ---------------------------------------------------------------- pooling

@@ -9,10 +9,10 @@ Modules, by responsibility: ``_recipe`` (schema), ``_overrides`` (loading, ``--s
 (batches), ``_trainer`` (``train``), ``_setup`` / ``_run`` / ``_epoch`` / ``_step`` / ``_layout``
 / ``_tracking`` / ``_final`` (the loop), ``_finetune`` (frozen parameters, groups),
 ``_optim`` (optimizers, schedules), ``_distributed`` (torchrun, devices, seeds),
-``_checkpoint`` and ``_rundir`` (files), ``_evaluate`` (evaluation), ``_reports`` (pictures),
-``_imagefolder`` (users' image folders), ``_predict`` (predictions from a run), ``_tensorboard``,
-``_cli`` (the commands). Names load on first use, so importing this package is as cheap as
-``import zoo``.
+``_checkpoint`` and ``_rundir`` (files), ``_evaluate`` (evaluation), ``_reports`` (reports:
+``_report_text`` for the tables, ``_pictures`` for the PNGs), ``_imagefolder`` (users' image
+folders), ``_predict`` (predictions from a run), ``_tensorboard``, ``_cli`` (the commands).
+Names load on first use, so importing this package is as cheap as ``import zoo``.
 """
 
 from __future__ import annotations
