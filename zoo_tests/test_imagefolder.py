@@ -293,3 +293,34 @@ def test_tensorboard_files_and_top5_beside_history(tmp_path: Path) -> None:
     assert 0 <= result.metrics["test_top5_accuracy"] <= 1
     assert "val_top5_accuracy" in (tmp_path / "tb" / "history.csv").read_text().splitlines()[0]
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_torchrun_trains_an_image_folder_with_workers(photos: Path, tmp_path: Path) -> None:
+    """Two processes, each decoding its share of every global batch in a DataLoader worker: rank 0
+    alone writes the run, and the run directory serves predict."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from zoo.train._overrides import dump_recipe
+
+    root = Path(__file__).resolve().parent.parent
+    run_dir = tmp_path / "run"
+    recipe_file = tmp_path / "ddp.yaml"
+    recipe_file.write_text(dump_recipe(folder_recipe(photos, run_dir, epochs=2, data={"workers": 1})))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}", str(root / "scripts" / "train.py"), str(recipe_file), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("run directory:") == 1  # only rank 0 reports
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["epochs_completed"] == 2 and metrics["dataset"] == "imagefolder"
+    assert json.loads((run_dir / "run_info.json").read_text())["classes"] == list(CLASSES)
+    status, out = _run(predict_main, [str(run_dir), str(photos / "cross" / "img1.png"), "--top-k", "1"])
+    assert status == 0 and out.count("%") == 1
