@@ -139,13 +139,31 @@ class Network(nn.Sequential):
             from ._errors import SchemaError
 
             raise SchemaError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        old = self.get_classifier()
-        weight = next(old.parameters(), None)
+        self._head()  # a model without a classifier says so before anything changes
+        # beside the model's own weights (a headless model has none in its head): same device and dtype
+        like = next(self.parameters(), None)
         head: nn.Module = nn.Identity()
         if num_classes:
-            head = nn.Linear(self.num_features, num_classes, device=weight.device if weight is not None else None)
+            where = {"device": like.device, "dtype": like.dtype} if like is not None else {}
+            head = nn.Linear(self.num_features, num_classes, **where)
         self.set_submodule(self._head(), head)
+        self._reset_aux(num_classes, where if num_classes else {})
         self.num_classes = num_classes
+
+    def _reset_aux(self, num_classes: int, where: dict[str, Any]) -> None:
+        """Auxiliary heads follow the main one: their last dense layer gets ``num_classes`` outputs;
+        0 removes them (a headless model returns its features alone, in training mode too)."""
+        for name in self.aux_names:
+            aux = self.get_submodule(name)
+            if not num_classes:
+                self.set_submodule(name, nn.Identity())
+                continue
+            last = [n for n, m in aux.named_modules() if isinstance(m, nn.Linear)][-1]
+            old = aux.get_submodule(last)
+            assert isinstance(old, nn.Linear)  # found as one just above
+            aux.set_submodule(last, nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **where))
+        if not num_classes:
+            self.aux_names = []
 
     def _head(self) -> str:
         if self.classifier_name is None:
