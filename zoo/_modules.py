@@ -142,12 +142,10 @@ class Network(nn.Sequential):
         self._head()  # a model without a classifier says so before anything changes
         # beside the model's own weights (a headless model has none in its head): same device and dtype
         like = next(self.parameters(), None)
-        head: nn.Module = nn.Identity()
-        if num_classes:
-            where = {"device": like.device, "dtype": like.dtype} if like is not None else {}
-            head = nn.Linear(self.num_features, num_classes, **where)
+        where: dict[str, Any] = {"device": like.device, "dtype": like.dtype} if like is not None else {}
+        head: nn.Module = nn.Linear(self.num_features, num_classes, **where) if num_classes else nn.Identity()
         self.set_submodule(self._head(), head)
-        self._reset_aux(num_classes, where if num_classes else {})
+        self._reset_aux(num_classes, where)
         self.num_classes = num_classes
 
     def _reset_aux(self, num_classes: int, where: dict[str, Any]) -> None:
