@@ -151,7 +151,9 @@ def build(
         from ._features import features_only as extract
 
         report = getattr(model, "load_report", None)
-        model = extract(model, spec, expanded, out_indices)
+        # reductions are the design's strides: read at the file's input size, whatever input_size is
+        nominal = None if list(shape[1:]) == list(spec.input[1:]) else REGISTRY.expand(spec, given, (shape[0], *spec.input[1:]))
+        model = extract(model, spec, expanded, out_indices, nominal)
         if report is not None:
             model.load_report = report
     return model

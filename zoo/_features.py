@@ -8,6 +8,7 @@ the head, and drops everything after the last requested point.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +29,13 @@ def _child_names(items: list[Item]) -> list[str]:
     return names
 
 
-def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequence[int] | None) -> list[dict[str, Any]]:
-    """[{module, num_chs, reduction}] for the requested feature points, from inferred shapes."""
+def feature_points(
+    spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequence[int] | None, nominal: Expanded | None = None
+) -> list[dict[str, Any]]:
+    """[{module, num_chs, reduction}] for the requested feature points, from inferred shapes.
+
+    ``nominal`` is the same model expanded at the file's input size, where the reductions (the
+    design's strides) are read; default ``expanded``, when that is at the file's size."""
     if not spec.features:
         raise SchemaError(f"{spec.name!r} declares no 'features:' (module names whose outputs form the feature pyramid)")
     if out_indices is not None and (isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence)):
@@ -40,24 +46,39 @@ def feature_points(spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequ
     for i in chosen:
         if not -len(spec.features) <= i < len(spec.features):
             raise SchemaError(f"out_indices {i} out of range: {spec.name!r} has {len(spec.features)} feature points")
-    top = dict(zip(_child_names(expanded.items), expanded.items, strict=True))
     height = spec.input[1] if len(spec.input) == 3 else 1
     info = []
     for i in chosen:
-        path = spec.features[i]
-        head, _, rest = path.partition(".")
-        item = top.get(head)
-        if item is not None and rest:
-            inner = item.parts[0] if isinstance(item, Group) and item.kind == "seq" else []
-            item = dict(zip(_child_names(inner), inner, strict=True)).get(rest)
-        if item is None:
-            raise UnknownNameError(
-                f"feature point {path!r} is not a module of {spec.name!r}", path=f"features[{i}]",
-                hint=did_you_mean(head, top) or f"top-level modules: {', '.join(list(top)[:12])}",
-            )
-        shape = item.out_shape
-        info.append({"module": path, "num_chs": shape[0], "reduction": height // shape[1] if len(shape) == 3 else None})
+        shape = _point(spec, expanded, i).out_shape
+        at_design = _point(spec, nominal, i).out_shape if nominal is not None else shape
+        reduction = _stride(height, at_design[1]) if len(at_design) == 3 else None
+        info.append({"module": spec.features[i], "num_chs": shape[0], "reduction": reduction})
     return info
+
+
+def _point(spec: ArchitectureSpec, expanded: Expanded, i: int) -> Item:
+    """The expanded item of feature point ``i`` (a top-level module or one inside a top-level seq)."""
+    path = spec.features[i] if spec.features else ""
+    top = dict(zip(_child_names(expanded.items), expanded.items, strict=True))
+    head, _, rest = path.partition(".")
+    item = top.get(head)
+    if item is not None and rest:
+        inner = item.parts[0] if isinstance(item, Group) and item.kind == "seq" else []
+        item = dict(zip(_child_names(inner), inner, strict=True)).get(rest)
+    if item is None:
+        raise UnknownNameError(
+            f"feature point {path!r} is not a module of {spec.name!r}", path=f"features[{i}]",
+            hint=did_you_mean(head, top) or f"top-level modules: {', '.join(list(top)[:12])}",
+        )
+    return item
+
+
+def _stride(height: int, out: int) -> int:
+    """The nominal stride of a map ``out`` pixels high from an input ``height`` high: the nearest
+    power of two (timm's convention; 299 -> 17 pixels is stride 16), else the rounded ratio."""
+    ratio = height / out
+    power = 2 ** round(math.log2(ratio))
+    return power if abs(ratio / power - 1) < 0.2 else round(ratio)
 
 
 class FeatureInfo(list[dict[str, Any]]):
@@ -115,6 +136,8 @@ class FeatureExtractor(nn.Module):
         return "features=" + ", ".join(f"{d['module']}({d['num_chs']}ch/{d['reduction']})" for d in self.feature_info)
 
 
-def features_only(network: nn.Module, spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequence[int] | None) -> FeatureExtractor:
-    return FeatureExtractor(network, feature_points(spec, expanded, out_indices))
+def features_only(
+    network: nn.Module, spec: ArchitectureSpec, expanded: Expanded, out_indices: Sequence[int] | None, nominal: Expanded | None
+) -> FeatureExtractor:
+    return FeatureExtractor(network, feature_points(spec, expanded, out_indices, nominal))
 

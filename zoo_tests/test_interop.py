@@ -170,6 +170,10 @@ def test_feature_info_has_timms_accessors_and_stays_a_list() -> None:
     assert ours.channels() == theirs.channels() and ours.reduction() == theirs.reduction()
     assert ours.channels(2) == 128 and ours.reduction([0, 4]) == [2, 32] and ours.module_name(1) == "layer1"
     assert ours[1] == {"module": "layer1", "num_chs": 64, "reduction": 4}
+    # reductions are the design's strides, whatever the input size (65 pixels: maps of 33, 17, 9, 5, 3)
+    for side in (64, 65, 97):
+        other = zoo.build("resnet18", features_only=True, input_size=(3, side, side), device="meta").feature_info
+        assert other.reduction() == theirs.reduction(), side
 
 
 # ---------------------------------------------------------------- zoo export
