@@ -137,7 +137,9 @@ _DELEGATED = {
 
 def _add_summary_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="registered model name")
-    p.add_argument("--input", nargs="+", type=int, metavar="N", help="input shape, e.g. --input 3 224 224")
+    # --input-size as in Python's zoo.build(input_size=...); --input is the older spelling
+    p.add_argument("--input-size", "--input", dest="input", nargs="+", type=int, metavar="N",
+                   help="input shape C H W, e.g. --input-size 3 224 224")
     p.add_argument("--depth", type=int, default=3, help="torchinfo depth (default 3)")
     p.add_argument("--convention", choices=["pytorch", "keras"], default=None, help="parameter counting convention")
 
@@ -173,7 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="NAME_OR_RUN", help="registered model name or run directory")
     p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported"])
     p.add_argument("--output", "-o", required=True, help="file to write")
-    p.add_argument("--input", nargs="+", type=int, metavar="N", help="input shape C H W (default: the model's)")
+    p.add_argument("--input-size", "--input", dest="input", nargs="+", type=int, metavar="N",
+                   help="input shape C H W (default: the model's)")
     p.set_defaults(func=_export)
     for name in _DELEGATED:
         sub.add_parser(name, help=f"{name} (see 'zoo {name} --help')", add_help=False)

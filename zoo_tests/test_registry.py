@@ -126,8 +126,9 @@ def test_cli_list_summary_schema(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize.py"), "mnist_cnn", "--depth", "1"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "published params: 80,662" in out.stdout and "matches" in out.stdout
-    out = subprocess.run([*run, "summary", "mnist_cnn_v1", "--input", "1", "32", "32"], capture_output=True, text=True)
-    assert out.returncode == 0 and "total params:     123,754" in out.stdout  # 32x32 input: 4x4x64 into the first dense layer
+    for flag in ("--input-size", "--input"):  # input_size= in Python; --input is the older spelling
+        out = subprocess.run([*run, "summary", "mnist_cnn_v1", flag, "1", "32", "32"], capture_output=True, text=True)
+        assert out.returncode == 0 and "total params:     123,754" in out.stdout  # 32x32: 4x4x64 into the first dense layer
     out = subprocess.run([*run, "summary", "mnist_cnn_v2"], capture_output=True, text=True)
     assert out.returncode == 1 and "did you mean 'mnist_cnn_v1'" in out.stderr
     schema_file = tmp_path / "schema.json"
