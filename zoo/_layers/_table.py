@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from torch import nn
 
 from .._errors import ShapeError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Shape = tuple[int, ...]
 Pos = Annotated[int, Field(gt=0)]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import model_validator
-from torch import nn
 
 from .._errors import ShapeError
+from .._lazy import deferred
 from ._table import (
     NoArgs,
     Primitive,
@@ -18,6 +18,11 @@ from ._table import (
     _register,
     _same_shape,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
+else:  # torch loads when a layer is built, never for specs, shapes or counts
+    nn = deferred("torch.nn")
 
 # ---------------------------------------------------------------- activations
 

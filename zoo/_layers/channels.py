@@ -8,10 +8,12 @@ per-channel ``layer_scale``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from .._errors import ShapeError
-from .._modules import ChannelShuffle, ChannelSlice, LayerScale, Permute
+from .._lazy import deferred
 from ._table import (
     NonNeg,
     Pos,
@@ -24,6 +26,11 @@ from ._table import (
     _register,
     _same_shape,
 )
+
+if TYPE_CHECKING:
+    from .. import _modules
+else:  # torch loads when a layer is built, never for specs, shapes or counts
+    _modules = deferred("zoo._modules")
 
 
 class SliceSpec(Spec):
@@ -44,7 +51,7 @@ def _slice_shape(s: SliceSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "slice", SliceSpec, _slice_shape, lambda s, shape: ChannelSlice(*_bounds(s, shape[0])),
+    "slice", SliceSpec, _slice_shape, lambda s, shape: _modules.ChannelSlice(*_bounds(s, shape[0])),
     doc="channels start:stop of the input (a view)", params=_none,
 ))
 
@@ -69,7 +76,7 @@ def _chunk_shape(s: ChunkSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "chunk", ChunkSpec, _chunk_shape, lambda s, shape: ChannelSlice(*_chunk_bounds(s, shape[0])), primary="index",
+    "chunk", ChunkSpec, _chunk_shape, lambda s, shape: _modules.ChannelSlice(*_chunk_bounds(s, shape[0])), primary="index",
     doc="part index of chunks equal parts of the channels (torch.chunk; ShuffleNetV2's split)", params=_none,
 ))
 
@@ -86,7 +93,7 @@ def _shuffle_shape(s: ShuffleSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "channel_shuffle", ShuffleSpec, _shuffle_shape, lambda s, shape: ChannelShuffle(s.groups), primary="groups",
+    "channel_shuffle", ShuffleSpec, _shuffle_shape, lambda s, shape: _modules.ChannelShuffle(s.groups), primary="groups",
     doc="interleave channel groups (ShuffleNet)", params=_none,
 ))
 
@@ -104,7 +111,7 @@ def _permute_shape(s: PermuteSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "permute", PermuteSpec, _permute_shape, lambda s, shape: Permute(s.dims), primary="dims",
+    "permute", PermuteSpec, _permute_shape, lambda s, shape: _modules.Permute(s.dims), primary="dims",
     doc="reorder the axes of each sample: [1, 2, 0] turns (C, H, W) into (H, W, C)", params=_none,
 ))
 
@@ -120,8 +127,8 @@ def _layer_scale_shape(s: LayerScaleSpec, shape: Shape) -> Shape:
     return _same_shape(s, shape)
 
 
-def _layer_scale_make(s: LayerScaleSpec, shape: Shape) -> LayerScale:
-    return LayerScale((shape[0], 1, 1) if len(shape) == 3 else (shape[0],), s.init, bare=s.bare)
+def _layer_scale_make(s: LayerScaleSpec, shape: Shape) -> _modules.LayerScale:
+    return _modules.LayerScale((shape[0], 1, 1) if len(shape) == 3 else (shape[0],), s.init, bare=s.bare)
 
 
 _register(Primitive(

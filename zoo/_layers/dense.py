@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
-from torch import nn
 
 from .._errors import ShapeError
-from .._modules import LinearAct
+from .._lazy import deferred
 from ._table import (
     NoArgs,
     Pos,
@@ -22,6 +21,14 @@ from ._table import (
     _same_shape,
 )
 from .activations import ActName, _activation
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .. import _modules
+else:  # torch loads when a layer is built, never for specs, shapes or counts
+    nn = deferred("torch.nn")
+    _modules = deferred("zoo._modules")
 
 # ---------------------------------------------------------------- dense and shape changes
 
@@ -49,7 +56,7 @@ def _dense_make(s: DenseSpec, shape: Shape) -> nn.Module:
         return nn.Linear(shape[-1], s.units, bias=s.bias)
     act = _activation(s.act)
     assert act is not None  # act names are validated by the spec
-    return LinearAct(shape[-1], s.units, bias=s.bias, act=act)
+    return _modules.LinearAct(shape[-1], s.units, bias=s.bias, act=act)
 
 
 def _dense_params(s: DenseSpec, shape: Shape) -> int:
