@@ -12,7 +12,7 @@ as copies with the same limit accounting (layers, work, nesting) as expanding th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ._combinators import COMBINATORS
@@ -295,8 +295,13 @@ def _validated(prim: Primitive, args: Any, path: str, loc: Location | None) -> A
 def _copy(items: list[Item]) -> list[Item]:
     """Fresh Leaf/Group objects over the same specs and shapes: the caller renames the first item,
     and ``_protect_input`` swaps a leaf's spec, so a replayed expansion must not share them."""
-    return [replace(item) if isinstance(item, Leaf) else replace(item, parts=[_copy(p) for p in item.parts])
-            for item in items]
+    return [
+        Leaf(item.name, item.primitive, item.spec, item.in_shape, item.out_shape, item.loc, item.inline)
+        if isinstance(item, Leaf) else
+        Group(item.kind, item.name, item.loc, item.out_shape, item.inline, [_copy(p) for p in item.parts],
+              item.scale, item.merge, item.block)
+        for item in items
+    ]
 
 
 _MAX_CONTEXT = 10  # a recursive block would otherwise add one line per level
