@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import model_validator
 
 from .._errors import ShapeError
-from .._lazy import deferred
 from ._table import (
     NoArgs,
     Primitive,
@@ -18,11 +17,7 @@ from ._table import (
     _register,
     _same_shape,
 )
-
-if TYPE_CHECKING:
-    from torch import nn
-else:  # torch loads when a layer is built, never for specs, shapes or counts
-    nn = deferred("torch.nn")
+from ._torch import nn
 
 # ---------------------------------------------------------------- activations
 

@@ -8,12 +8,9 @@ per-channel ``layer_scale``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field
 
 from .._errors import ShapeError
-from .._lazy import deferred
 from ._table import (
     NonNeg,
     Pos,
@@ -26,11 +23,7 @@ from ._table import (
     _register,
     _same_shape,
 )
-
-if TYPE_CHECKING:
-    from .. import _modules
-else:  # torch loads when a layer is built, never for specs, shapes or counts
-    _modules = deferred("zoo._modules")
+from ._torch import _modules
 
 
 class SliceSpec(Spec):

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from .._errors import ShapeError
-from .._lazy import deferred
-from ._table import (
-    Padding,
-    Pos,
-    Primitive,
-    Shape,
-    Size2,
-    Spec,
-    _need_image,
-    _none,
-    _pair,
-    _register,
-)
+from ._table import Padding, Pos, Primitive, Shape, Size2, Spec, _need_image, _none, _pair, _register
+from ._torch import _modules, nn
 from .activations import ActName, _activation
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from .. import _modules
-else:  # torch loads when a layer is built, never for specs, shapes or counts
-    nn = deferred("torch.nn")
-    _modules = deferred("zoo._modules")
 
 # ---------------------------------------------------------------- convolution
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import Field
 
 from .._errors import ShapeError
-from .._lazy import deferred
 from ._table import (
     NoArgs,
     Pos,
@@ -20,15 +19,8 @@ from ._table import (
     _register,
     _same_shape,
 )
+from ._torch import _modules, nn
 from .activations import ActName, _activation
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from .. import _modules
-else:  # torch loads when a layer is built, never for specs, shapes or counts
-    nn = deferred("torch.nn")
-    _modules = deferred("zoo._modules")
 
 # ---------------------------------------------------------------- dense and shape changes
 

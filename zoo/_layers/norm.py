@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import Field
 
 from .._errors import ShapeError
-from .._lazy import deferred
 from ._table import (
     Pos,
     Primitive,
@@ -19,14 +18,7 @@ from ._table import (
     _register,
     _same_shape,
 )
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from .. import _modules
-else:  # torch loads when a layer is built, never for specs, shapes or counts
-    nn = deferred("torch.nn")
-    _modules = deferred("zoo._modules")
+from ._torch import _modules, nn
 
 
 class AffineSpec(Spec):

@@ -4,32 +4,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .._errors import ShapeError
-from .._lazy import deferred
-from ._table import (
-    NoArgs,
-    NonNeg,
-    Padding,
-    Primitive,
-    Shape,
-    Size2,
-    Spec,
-    _need_image,
-    _none,
-    _pair,
-    _register,
-)
+from ._table import NoArgs, NonNeg, Padding, Primitive, Shape, Size2, Spec, _need_image, _none, _pair, _register
+from ._torch import _modules, nn
 from .conv import _spatial, window_workspace
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from .. import _modules
-else:  # torch loads when a layer is built, never for specs, shapes or counts
-    nn = deferred("torch.nn")
-    _modules = deferred("zoo._modules")
 
 # ---------------------------------------------------------------- pooling
 
