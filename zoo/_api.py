@@ -10,45 +10,13 @@ import torch
 from torch import nn
 
 from ._builder import build_network
-from ._errors import SchemaError, UnknownNameError, did_you_mean
+from ._errors import SchemaError
 from ._modules import Network
 from ._registry import REGISTRY
 from ._schema import ArchitectureSpec
+from ._values import is_int, positive_int, resolve_params
 
 __all__ = ["build", "resolve_params"]
-
-
-def resolve_params(spec: ArchitectureSpec, num_classes: int | None, in_channels: int | None, params: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-    """Caller's overrides checked against the declared parameters; the input shape to build for."""
-    given = dict(params)
-    if num_classes is not None:
-        _positive_int("num_classes", num_classes)
-        if "num_classes" not in spec.params:
-            raise UnknownNameError(f"{spec.name!r} has no 'num_classes' parameter", location=None, path="params")
-        given["num_classes"] = num_classes
-    for key in given:
-        if key not in spec.params:
-            raise UnknownNameError(
-                f"{spec.name!r} has no parameter {key!r}",
-                path=f"params.{key}",
-                hint=did_you_mean(key, spec.params) or f"its parameters: {', '.join(spec.params) or 'none'}",
-            )
-    shape = list(spec.input)
-    if in_channels is not None:
-        if len(shape) != 3 or not _is_int(in_channels) or in_channels <= 0:
-            raise SchemaError(f"in_channels must be a positive int for an image model, got {in_channels!r}")
-        shape[0] = in_channels
-    return given, shape
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(what: str, value: Any) -> int:
-    if not _is_int(value) or value <= 0:
-        raise SchemaError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def check_device(device: Any) -> torch.device | None:
@@ -74,7 +42,7 @@ def check_input_size(input_size: Any, like: Sequence[int] | None) -> list[int]:
     if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
         raise SchemaError(f"input_size must be {want}, got {input_size!r}")
     size_ok = len(input_size) == len(like) if like is not None else 1 <= len(input_size) <= 3
-    if not size_ok or not all(_is_int(v) and v > 0 for v in input_size):
+    if not size_ok or not all(is_int(v) and v > 0 for v in input_size):
         raise SchemaError(f"input_size must be {want}, got {list(input_size)!r}")
     return list(input_size)
 
@@ -109,9 +77,9 @@ def build(
     ``model.reset_classifier(n)`` puts a new one back.
     """
     if max_params is not None:
-        _positive_int("max_params", max_params)
+        positive_int("max_params", max_params)
     if max_activation is not None:
-        _positive_int("max_activation", max_activation)
+        positive_int("max_activation", max_activation)
     if not isinstance(features_only, bool):
         raise SchemaError(f"features_only must be true or false, got {features_only!r}")
     device = check_device(device)

@@ -175,7 +175,7 @@ _CACHE = _Cache()
 
 def _row(registry: Registry, name: str) -> dict[str, Any]:
     """A model's row, or its first error."""
-    from ._api import resolve_params
+    from ._values import resolve_params
 
     try:
         spec = registry.get_spec(name)

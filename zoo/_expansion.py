@@ -1,14 +1,22 @@
 """Phase 1 of a build: ``_Expander`` walks a file's ``layers`` with the parameters in scope, evaluates
-``${...}``, expands ``repeat`` and block templates, validates each primitive against its spec and
-infers its output shape. The result is a tree of ``Leaf``/``Group`` items (``_tree``); no tensors."""
+``${...}`` (``_values``), dispatches combinators (``_combinators``), expands block templates,
+validates each primitive against its spec and infers its output shape. The result is a tree of
+``Leaf``/``Group`` items (``_tree``); no tensors, and no torch: ``zoo list`` counts from it.
+
+Two memos keep the walk linear in what a file writes rather than in what it expands to: a
+primitive's validated spec per (spec class, arguments), shared by every expansion, and a block's
+expanded items per (block, bound parameters, input shape, use site) within one expansion, replayed
+as copies with the same limit accounting (layers, work, nesting) as expanding them again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from ._combinators import COMBINATORS
 from ._errors import (
-    ExpressionError,
     Location,
     SchemaError,
     ShapeError,
@@ -18,30 +26,30 @@ from ._errors import (
     did_you_mean,
     layer_hint,
 )
-from ._expr import interpolate, is_expression
+from ._expr import is_expression
 from ._layers import PRIMITIVES, Primitive, Shape
 from ._limits import MAX_LAYERS, MAX_NESTING, MAX_WORK
 from ._pydantic_errors import validate
-from ._schema import REQUIRED, ArchitectureSpec, BlockTemplate
-from ._tree import (
-    _A,
-    _LAYER_FIELDS,
-    META_KEYS,
-    AuxArgs,
-    ConcatArgs,
-    Expanded,
-    Group,
-    Item,
-    Leaf,
-    RepeatArgs,
-    ResidualArgs,
-    SeqArgs,
-    _check_name,
-    _fmt,
-    _is_map,
-    leaves,
-)
+from ._schema import ArchitectureSpec, BlockTemplate
+from ._tree import META_KEYS, Expanded, Group, Item, Leaf, _check_name, _fmt, _is_map
+from ._values import bind_params, resolve_values
 from ._yaml import YList, YMap, loc_of
+
+__all__ = ["bind_params", "builtin_names", "expand"]
+
+_SPECS: dict[tuple[type, str], Any] = {}  # (spec class, repr of its arguments) -> the validated spec
+_MAX_SPECS = 8192  # distinct layer configurations remembered; the shipped files have about 2,000
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """A block's expansion as it first came out, and what it cost against the limits."""
+
+    items: list[Item]
+    out_shape: Shape
+    layers: int
+    work: int
+    depth: int  # nesting levels it reached below the use site
 
 
 class _Expander:
@@ -51,44 +59,14 @@ class _Expander:
         self.count = 0
         self.work = 0
         self.depth = 0
+        self.deepest = 0  # the deepest nesting reached so far (for the block memo's accounting)
         self.calls: list[tuple[str, str]] = []  # blocks being expanded, with their arguments
+        self.memo: dict[tuple[str, str, Location | None], _Replay] = {}
         # ``zoo validate``: collect errors and go on; after the first error shapes are unreliable,
         # so only errors that do not depend on shapes are collected from then on
         self.errors: list[ZooError] | None = None
-        self.combinators: dict[str, Callable[..., list[Item]]] = {
-            "seq": self._seq,
-            "stage": self._seq,
-            "residual": self._residual,
-            "concat": self._concat,
-            "repeat": self._repeat,
-            "aux": self._aux,
-        }
 
     # -- helpers
-
-    def _value(self, raw: Any, env: Mapping[str, Any], loc: Location | None, path: str) -> Any:
-        """Evaluate every ${...} inside a value (not inside nested layer lists)."""
-        try:
-            if isinstance(raw, str) and is_expression(raw):
-                return interpolate(raw, env)
-            if isinstance(raw, list):
-                return [self._value(v, env, loc_of(raw, i) or loc, f"{path}[{i}]") for i, v in enumerate(raw)]
-            if isinstance(raw, dict):
-                out: dict[str, Any] = YMap(loc=loc_of(raw)) if isinstance(raw, YMap) else {}
-                for k, v in raw.items():
-                    if k in _LAYER_FIELDS:
-                        out[k] = v
-                    else:
-                        out[k] = self._value(v, env, loc_of(raw, k) or loc, f"{path}.{k}")
-                if isinstance(raw, YMap) and isinstance(out, YMap):
-                    out.key_locs = raw.key_locs
-                return out
-            return raw
-        except ZooError as exc:
-            if exc.location is None:
-                exc.location, exc.path = loc, exc.path or path
-                exc.args = (exc._render(),)
-            raise
 
     def _split(self, raw: Any, loc: Location | None, path: str) -> tuple[str, Any]:
         """A node is 'type' or {type: args}; returns (type, args)."""
@@ -110,7 +88,7 @@ class _Expander:
         )
 
     def _known(self) -> list[str]:
-        return [*PRIMITIVES, *self.combinators, *self.blocks]
+        return [*PRIMITIVES, *COMBINATORS, *self.blocks]
 
     # -- the walk
 
@@ -120,6 +98,7 @@ class _Expander:
         if not isinstance(nodes, list):
             raise SchemaError(f"expected a list of layers, got {type(nodes).__name__}", location=loc, path=path)
         self.depth += 1
+        self.deepest = max(self.deepest, self.depth)
         self._work(loc, path)
         try:
             if self.depth > MAX_NESTING:
@@ -170,25 +149,25 @@ class _Expander:
         self._work(loc, path)
         kind, args = self._split(raw, loc, path)
         if is_expression(kind):
-            kind = str(self._value(kind, env, loc, path))
+            kind = str(resolve_values(kind, env, loc, path))
         args_loc = loc_of(raw, kind) if _is_map(raw) and kind in raw else loc
-        if kind in self.combinators:
+        if kind in COMBINATORS:
             if not _is_map(args):
                 raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=f"{path}.{kind}")
             self._work(loc, path, 2)
-            args = self._value(args, env, args_loc, f"{path}.{kind}")
+            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
             if not self._when(args.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
                 return []
-            return self.combinators[kind](args, env, shape, f"{path}.{kind}", loc)
+            return COMBINATORS[kind](self, args, env, shape, f"{path}.{kind}", loc)
         meta: dict[str, Any] = {}
         if _is_map(args):
-            args = self._value(args, env, args_loc, f"{path}.{kind}")
+            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
             meta = {k: args[k] for k in META_KEYS if k in args}
             rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
             rest.key_locs = getattr(args, "key_locs", {})
             args = rest
         elif args is not None:
-            args = self._value(args, env, args_loc, f"{path}.{kind}")
+            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
         if not self._when(meta.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
             return []
         name = meta.get("name")
@@ -197,7 +176,7 @@ class _Expander:
         if kind in PRIMITIVES:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, f"{path}.{kind}", args_loc or loc)]
         if kind in self.blocks:
-            return self._block(kind, args, name, env, shape, f"{path}.{kind}", args_loc or loc)
+            return self._block(kind, args, name, shape, f"{path}.{kind}", args_loc or loc)
         raise UnknownNameError(f"no layer or block {kind!r}", location=loc, path=path, hint=layer_hint(kind, self._known()))
 
     def _count(self, loc: Location | None) -> None:
@@ -213,7 +192,7 @@ class _Expander:
             if prim.primary is None:
                 raise SchemaError(f"{prim.name!r} takes no shorthand value; use a mapping of arguments", location=loc, path=path)
             args = {prim.primary: args}
-        spec = validate(prim.spec, args, prefix=[path], location=loc)
+        spec = _validated(prim, args, path, loc)
         try:
             out = prim.shape(spec, shape)
         except ZooError as exc:
@@ -225,7 +204,7 @@ class _Expander:
             raise ShapeError(f"{prim.name} gives an empty output {_fmt(out)} from input {_fmt(shape)}", location=loc, path=path)
         return Leaf(name, prim, spec, shape, out, loc)
 
-    def _block(self, kind: str, args: Any, name: str | None, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
+    def _block(self, kind: str, args: Any, name: str | None, shape: Shape, path: str, loc: Location | None) -> list[Item]:
         template = self.blocks[kind]
         args = dict(args or {}) if _is_map(args) or args is None else None
         if args is None:
@@ -249,9 +228,26 @@ class _Expander:
                 f"block {kind!r} uses itself with the same arguments: a cycle ({chain})",
                 location=loc, path=path, hint="a recursive block needs a parameter that changes and a 'when:' that ends it",
             )
+        layers = self._replay((*call, loc)) or self._expand_block(kind, template, scope, call, shape, path, loc)
+        items = layers.items
+        if len(items) == 1 and not items[0].inline:
+            if name is not None:
+                items[0].name = name
+            if isinstance(items[0], Group):
+                items[0].block = kind
+            return items
+        return [Group("seq", name, loc, layers.out_shape, parts=[items], block=kind)]
+
+    def _expand_block(
+        self, kind: str, template: BlockTemplate, scope: dict[str, Any], call: tuple[str, str], shape: Shape,
+        path: str, loc: Location | None,
+    ) -> Expanded:
+        """Expand a block's layers for real, and remember them for the next identical use."""
         self.calls.append(call)
         collected = len(self.errors or [])
         note = f"in block {kind!r} used at {loc or '?'} ({path})"
+        layers_before, work_before, deepest_before = self.count, self.work, self.deepest
+        self.deepest = self.depth
         try:
             layers = self.expand_list(template.layers, scope, shape, f"blocks.{kind}.layers", loc_of(template.layers) or loc)
         except ZooError as exc:
@@ -262,109 +258,50 @@ class _Expander:
             self.calls.pop()
             for found in (self.errors or [])[collected:]:  # errors collected inside this use
                 _add_context(found, note)
-        items = layers.items
-        if len(items) == 1 and not items[0].inline:
-            if name is not None:
-                items[0].name = name
-            if isinstance(items[0], Group):
-                items[0].block = kind
-            return items
-        return [Group("seq", name, loc, layers.out_shape, parts=[items], block=kind)]
-
-    # -- combinators
-
-    def _args(self, model: type[_A], raw: Any, path: str, loc: Location | None) -> _A:
-        args = validate(model, raw, prefix=[path], location=loc)
-        if args.name is not None:
-            _check_name(args.name, loc_of(raw, "name") or loc, f"{path}.name")
-        return args
-
-    def _seq(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = self._args(SeqArgs, raw, path, loc)
-        inner = self.expand_list(raw["layers"], env, shape, f"{path}.layers", loc)
-        return [Group("seq", args.name, loc, inner.out_shape, inline=args.inline, parts=[inner.items])]
-
-    def _aux(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = self._args(AuxArgs, raw, path, loc)
-        inner = self.expand_list(raw["layers"], env, shape, f"{path}.layers", loc)
-        _protect_input(inner.items)
-        return [Group("aux", args.name, loc, shape, parts=[inner.items])]
-
-    def _residual(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = self._args(ResidualArgs, raw, path, loc)
-        collected = len(self.errors or [])
-        body = self.expand_list(raw["body"], env, shape, f"{path}.body", loc)
-        # a body emptied by errors collected inside it (zoo validate) is not a 'when:' mistake
-        if not list(leaves(body.items)) and len(self.errors or []) == collected:
-            raise SchemaError(
-                "residual body is empty: every layer of it is dropped by 'when:'",
-                location=loc, path=f"{path}.body", hint="put the 'when:' on the residual itself",
+            depth, self.deepest = self.deepest - self.depth, max(self.deepest, deepest_before)
+        if self.errors is None:  # a walk that collects errors may have dropped nodes: nothing to replay
+            self.memo[(*call, loc)] = _Replay(
+                _copy(layers.items), layers.out_shape, self.count - layers_before, self.work - work_before, depth,
             )
-        shortcut = Expanded([], shape)
-        if raw.get("shortcut"):
-            shortcut = self.expand_list(raw["shortcut"], env, shape, f"{path}.shortcut", loc)
-        if args.merge == "mul":
-            _check_gate(args, body.out_shape, shortcut.out_shape, bool(raw.get("shortcut")), loc, path)
-        elif body.out_shape != shortcut.out_shape:
-            what = "shortcut" if raw.get("shortcut") else "input (identity shortcut)"
-            raise ShapeError(
-                f"residual add: body gives {_fmt(body.out_shape)} but {what} gives {_fmt(shortcut.out_shape)}",
-                location=loc, path=path,
-                hint="add a projection shortcut (1x1 conv with the body's stride and filters)" if not raw.get("shortcut") else "",
-            )
-        _protect_input(body.items)
-        _protect_input(shortcut.items)
-        post = Expanded([], shortcut.out_shape)
-        if raw.get("post") is not None:
-            post = self.expand_list(raw["post"], env, shortcut.out_shape, f"{path}.post", loc)
-        return [Group(
-            "residual", args.name, loc, post.out_shape, inline=args.inline,
-            parts=[body.items, shortcut.items, post.items], scale=args.scale, merge=args.merge,
-        )]
+        return layers
 
-    def _concat(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = self._args(ConcatArgs, raw, path, loc)
-        branches = [
-            self.expand_list(b, env, shape, f"{path}.branches[{i}]", loc_of(raw["branches"], i) or loc)
-            for i, b in enumerate(raw["branches"])
-        ]
-        for branch in branches:
-            _protect_input(branch.items)
-        shapes = [b.out_shape for b in branches]
-        # images join on channels with equal (H, W); flat features (F,) join end to end
-        if any(len(s) != len(shapes[0]) or len(s) not in (1, 3) or s[1:] != shapes[0][1:] for s in shapes):
-            listed = ", ".join(f"branch {i}: {_fmt(s)}" for i, s in enumerate(shapes))
-            raise ShapeError(
-                f"concat needs all branches images of equal spatial size or all flat features, got {listed}",
-                location=loc, path=path,
-            )
-        out = (sum(s[0] for s in shapes), *shapes[0][1:])
-        return [Group("concat", args.name, loc, out, inline=args.inline, parts=[b.items for b in branches])]
-
-    def _repeat(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        args = self._args(RepeatArgs, raw, path, loc)
-        if args.name is not None:
-            raise SchemaError("repeat has no name; name the layers it repeats or wrap it in a seq", location=loc, path=path)
-        items: list[Item] = []
-        for i in range(args.n):
-            inner = self.expand_list(raw["layers"], {**env, args.as_: i}, shape, f"{path}.layers", loc)
-            items.extend(inner.items)
-            shape = inner.out_shape
-        return items
+    def _replay(self, key: tuple[str, str, Location | None]) -> Expanded | None:
+        """A copy of the block's earlier expansion, counted as if expanded again; None when there is
+        none, or when the limits would stop it part-way (then the real walk raises where they do)."""
+        memo = self.memo.get(key)
+        if memo is None or self.errors is not None:
+            return None
+        if self.count + memo.layers > MAX_LAYERS or self.work + memo.work > MAX_WORK or self.depth + memo.depth > MAX_NESTING:
+            return None
+        self.count += memo.layers
+        self.work += memo.work
+        self.deepest = max(self.deepest, self.depth + memo.depth)
+        return Expanded(_copy(memo.items), memo.out_shape)
 
 
-def _check_gate(args: ResidualArgs, gate: Shape, target: Shape, explicit: bool, loc: Location | None, path: str) -> None:
-    """A multiplicative gate broadcasts over the axes it reduced: each of its sizes is the
-    target's or 1 (squeeze-and-excitation: (C, 1, 1) onto (C, H, W); spatial attention: (1, H, W))."""
-    what = "shortcut" if explicit else "input (identity shortcut)"
-    if args.scale != 1.0:
-        raise SchemaError("residual 'scale' only applies to merge: add", location=loc, path=f"{path}.scale")
-    if len(gate) != len(target) or any(g not in (t, 1) for g, t in zip(gate, target, strict=True)):
-        raise ShapeError(
-            f"residual mul: the gate (body) gives {_fmt(gate)}, which does not broadcast onto the {what} {_fmt(target)}",
-            location=loc, path=path,
-            hint="each gate size must equal the input's or be 1 (e.g. global pooling for a channel gate)",
-        )
+def _validated(prim: Primitive, args: Any, path: str, loc: Location | None) -> Any:
+    """The primitive's spec from its arguments; an identical set of arguments (by repr, which tells
+    1, 1.0 and true apart) reuses the spec validated before. Specs are frozen, so sharing is safe."""
+    key = (prim.spec, repr(args))
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = validate(prim.spec, args, prefix=[path], location=loc)
+        if len(_SPECS) >= _MAX_SPECS:
+            _SPECS.clear()
+        _SPECS[key] = spec
+    return spec
+
+
+def _copy(items: list[Item]) -> list[Item]:
+    """Fresh Leaf/Group objects over the same specs and shapes: the caller renames the first item,
+    and ``_protect_input`` swaps a leaf's spec, so a replayed expansion must not share them."""
+    return [
+        Leaf(item.name, item.primitive, item.spec, item.in_shape, item.out_shape, item.loc, item.inline)
+        if isinstance(item, Leaf) else
+        Group(item.kind, item.name, item.loc, item.out_shape, item.inline, [_copy(p) for p in item.parts],
+              item.scale, item.merge, item.block)
+        for item in items
+    ]
 
 
 _MAX_CONTEXT = 10  # a recursive block would otherwise add one line per level
@@ -377,60 +314,6 @@ def _add_context(exc: ZooError, note: str) -> None:
         exc.add_context("... (further enclosing blocks left out)")
     if len(exc.notes) <= _MAX_CONTEXT:
         exc.add_context(note)
-
-
-def _protect_input(items: list[Item]) -> None:
-    """The first layers to see a shared input must not overwrite it: turn off ``inplace`` there.
-
-    A residual body's input is also the shortcut's, a concat branch's input is every branch's and
-    an aux head's input continues down the main path; an in-place ReLU first in any of them would
-    corrupt the others (timm's Xception blocks start with ``ReLU(inplace=False)`` for this reason).
-    """
-    if not items:
-        return
-    first = items[0]
-    if isinstance(first, Leaf):
-        if getattr(first.spec, "inplace", False):
-            first.spec = first.spec.model_copy(update={"inplace": False})
-        return
-    if first.kind == "residual":
-        _protect_input(first.parts[0])
-        _protect_input(first.parts[1])
-    else:
-        for part in first.parts:
-            _protect_input(part)
-
-
-def bind_params(
-    declared: Mapping[str, Any], let: Mapping[str, Any], given: Mapping[str, Any],
-    *, loc: Location | None, path: str, what: str, base: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Parameters in declaration order (defaults may use earlier ones), then ``let`` values,
-    over ``base`` (names the builder provides)."""
-    scope: dict[str, Any] = dict(base or {})
-    for key, default in declared.items():
-        if key in given:
-            scope[key] = given[key]
-        elif isinstance(default, str) and default == REQUIRED:
-            raise SchemaError(f"{what} needs parameter {key!r}", location=loc, path=path)
-        else:
-            scope[key] = _eval_value(default, scope, loc_of(declared, key) or loc, f"params.{key}")
-    for key, value in let.items():
-        scope[key] = _eval_value(value, scope, loc_of(let, key) or loc, f"let.{key}")
-    return scope
-
-
-def _eval_value(value: Any, scope: Mapping[str, Any], loc: Location | None, path: str) -> Any:
-    if isinstance(value, str) and is_expression(value):
-        try:
-            return interpolate(value, scope)
-        except ExpressionError as exc:
-            exc.location, exc.path = exc.location or loc, exc.path or path
-            exc.args = (exc._render(),)
-            raise
-    if isinstance(value, list):
-        return [_eval_value(v, scope, loc, path) for v in value]
-    return value
 
 
 def expand(
@@ -465,4 +348,4 @@ def _note_input(exc: ZooError, spec: ArchitectureSpec, input_shape: Shape) -> No
 
 def builtin_names() -> set[str]:
     """The primitives and combinators: names a block may not take (the built-in would win)."""
-    return set(PRIMITIVES) | set(_Expander({}, "").combinators)
+    return set(PRIMITIVES) | set(COMBINATORS)

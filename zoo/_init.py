@@ -8,27 +8,33 @@ are one table entry each, so a model trained from scratch starts where its refer
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ._errors import UnknownNameError, did_you_mean
+from ._lazy import deferred
 from ._yaml import loc_of
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # checking a file's ``init:`` (``zoo list``) needs only the names; applying it needs torch
+    torch = deferred("torch")
+    nn = deferred("torch.nn")
 
 __all__ = ["INIT_SCHEMES", "apply_init", "check_init"]
 
-Scheme = Callable[[torch.Tensor], object]
+Scheme = Callable[["torch.Tensor"], object]
 
 INIT_SCHEMES: dict[str, Scheme | None] = {
     "pytorch": None,  # the layer's own reset_parameters (bias included)
     "kaiming_normal_fan_out": lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
     "kaiming_normal": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
-    "xavier_uniform": nn.init.xavier_uniform_,
+    "xavier_uniform": lambda w: nn.init.xavier_uniform_(w),
     "normal_0.01": lambda w: nn.init.normal_(w, 0.0, 0.01),
     "trunc_normal_0.1": lambda w: nn.init.trunc_normal_(w, 0.0, 0.1, -2.0, 2.0),
     "trunc_normal_0.02": lambda w: nn.init.trunc_normal_(w, 0.0, 0.02, -2.0, 2.0),  # ConvNeXt
 }
-LAYER_KINDS: dict[str, type[nn.Module]] = {"conv": nn.Conv2d, "dense": nn.Linear}
+LAYER_KINDS: dict[str, Callable[[], type[nn.Module]]] = {"conv": lambda: nn.Conv2d, "dense": lambda: nn.Linear}
 
 
 def check_init(init: Mapping[str, str]) -> None:
@@ -42,15 +48,20 @@ def check_init(init: Mapping[str, str]) -> None:
                                    hint=did_you_mean(scheme, INIT_SCHEMES) or f"known: {', '.join(INIT_SCHEMES)}")
 
 
-@torch.no_grad()
 def apply_init(model: nn.Module, init: Mapping[str, str]) -> None:
     """Re-initialize weights of each named layer kind; their biases start at zero (torchvision's rule)."""
+    with torch.no_grad():
+        _apply_init(model, init)
+
+
+def _apply_init(model: nn.Module, init: Mapping[str, str]) -> None:
     for kind, scheme_name in init.items():
         scheme = INIT_SCHEMES[scheme_name]
         if scheme is None:
             continue
+        layer_class = LAYER_KINDS[kind]()
         for module in model.modules():
-            if isinstance(module, LAYER_KINDS[kind]):
+            if isinstance(module, layer_class):
                 weight, bias = module.weight, module.bias
                 assert isinstance(weight, torch.Tensor)  # Conv2d and Linear always have one
                 scheme(weight)

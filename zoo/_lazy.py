@@ -1,4 +1,5 @@
-"""Names a package exports from private modules that load on first access (keeps imports light)."""
+"""Lazy loading that keeps imports light: names a package exports from private modules, loaded on
+first access, and modules deferred until an attribute is first read."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["deferred", "lazy_exports"]
 
 
 def lazy_exports(
@@ -26,3 +27,24 @@ def lazy_exports(
         return sorted(set(namespace) | set(exported))
 
     return getattr_, dir_
+
+
+class _Deferred:
+    """A module imported on its first attribute access (see :func:`deferred`)."""
+
+    def __init__(self, module: str) -> None:
+        self._module = module
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._module), attr)
+
+    def __repr__(self) -> str:
+        return f"<deferred module {self._module!r}>"
+
+
+def deferred(module: str) -> Any:
+    """``module`` (absolute name), imported when an attribute is first read from it. The primitive
+    table reaches torch through this: specs, shape rules and parameter counts (``zoo list``) run
+    without importing torch, and only a factory that builds a layer loads it. Type checkers see the
+    real module (``if TYPE_CHECKING: from torch import nn`` / ``else: nn = deferred("torch.nn")``)."""
+    return _Deferred(module)

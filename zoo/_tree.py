@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-import torch
 from pydantic import Field
 
 from ._errors import (
@@ -19,7 +18,7 @@ from ._errors import (
 from ._layers import Primitive, Shape
 from ._layers._table import Strict
 from ._limits import MAX_REPEAT
-from ._modules import Aux, Network
+from ._module_attrs import RESERVED_NAMES
 
 META_KEYS = ("name", "when")
 
@@ -27,10 +26,6 @@ META_KEYS = ("name", "when")
 # a module name is one state_dict key component: any text but '.', which separates components
 # (torchvision's RegNet has 'block1-0'); control characters are refused as unprintable
 NAME_PATTERN = r"^[^.\x00-\x1f\x7f]+$"
-
-
-# names a child module cannot take: nn.Module's own attributes (``training``, ``forward``, ...)
-_RESERVED = frozenset(dir(Aux({}, None))) | frozenset(dir(Network({})))
 
 
 @dataclass
@@ -111,7 +106,7 @@ class AuxArgs(_Args):
 
 
 # combinator name -> its arguments (the language reference and the JSON Schema read this table;
-# a test keeps it equal to the combinators _Expander dispatches on)
+# a test keeps it equal to the combinators the expander dispatches on, ``_combinators.COMBINATORS``)
 COMBINATOR_ARGS: dict[str, type[_Args]] = {
     "seq": SeqArgs, "stage": SeqArgs, "residual": ResidualArgs, "concat": ConcatArgs, "repeat": RepeatArgs, "aux": AuxArgs,
 }
@@ -137,7 +132,7 @@ def _check_name(name: Any, loc: Location | None, path: str) -> None:
             f"name must be a non-empty text without '.' (it is one state_dict key component), got {name!r}",
             location=loc, path=path,
         )
-    if name in _RESERVED:
+    if name in RESERVED_NAMES:  # nn.Module's own attributes (``training``, ``forward``, ...)
         raise SchemaError(
             f"name {name!r} is an attribute of torch.nn.Module and cannot name a layer",
             location=loc, path=path, hint=f"choose another name, such as '{name.strip('_')}_'",
@@ -157,6 +152,8 @@ def leaf_params(leaf: Leaf) -> int:
     """A layer's parameter count from its table rule (or, lacking one, its meta-device twin)."""
     if leaf.primitive.params is not None:
         return leaf.primitive.params(leaf.spec, leaf.in_shape)
+    import torch  # only for a primitive without a counting rule (a user's own table entry)
+
     with torch.device("meta"):
         return sum(p.numel() for p in leaf.primitive.make(leaf.spec, leaf.in_shape).parameters())
 

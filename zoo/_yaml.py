@@ -1,18 +1,22 @@
 """Safe YAML loading that remembers where every value was written.
 
-PyYAML composes the node tree (no Python object is ever constructed from a tag); this module
-turns it into plain dicts and lists that carry their source positions (``YMap``/``YList``), so any
+PyYAML composes the node tree (no Python object is ever constructed from a tag), from libyaml's
+parser events where PyYAML has them (``_FastComposer``: the same tree, about 15 times faster);
+this module turns it into plain dicts and lists that carry their source positions (``YMap``/``YList``), so any
 later stage can point an error at ``file:line:col``. It rejects what a data file has no business
 containing: non-standard tags, duplicate keys, alias bombs, absurd nesting and non-UTF-8 bytes.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from ._errors import Location, SchemaError
 from ._files import MAX_BYTES, read_file
@@ -74,6 +78,54 @@ def loc_of(container: Any, key: Any = None) -> Location | None:
 def _location(file: str, node: Node) -> Location:
     mark = node.start_mark
     return Location(file, mark.line + 1, mark.column + 1)
+
+
+_LIBYAML = yaml.__with_libyaml__  # False when PyYAML was built without it: the Python parser does it all
+# Where libyaml reads a text PyYAML refuses, or places an empty value a column apart, found by
+# comparing the two on mutated architecture files: tabs, '?', tags, and empty flow entries
+# (``[1, , 2]``, ``{a: }``). Such a text goes to the pure-Python parser, whatever it holds.
+_DIVERGES = re.compile(r"[\t?]|[,:]\s*[,\]}]|[\[{]\s*,")
+
+
+class _Unsure(yaml.YAMLError):
+    """libyaml met something it may read otherwise than PyYAML (a tag): PyYAML decides."""
+
+
+class _FastComposer(Composer, Resolver):
+    """PyYAML's own composer and resolver (Python, so a deeply nested file ends in RecursionError
+    rather than in libyaml's C recursion overflowing the stack) over libyaml's parser events."""
+
+    def __init__(self, text: str) -> None:
+        from yaml._yaml import CParser  # present when PyYAML has libyaml
+
+        self._parser = CParser(text)
+        Composer.__init__(self)
+        Resolver.__init__(self)
+
+    def check_event(self, *choices: Any) -> bool:
+        return bool(self._parser.check_event(*choices))
+
+    def peek_event(self) -> Any:
+        return self._parser.peek_event()
+
+    def get_event(self) -> Any:
+        event = self._parser.get_event()
+        if getattr(event, "tag", None) is not None:  # libyaml takes '[!3, 4]' as a tagged empty value
+            raise _Unsure("explicit tag")
+        return event
+
+
+def _compose(text: str) -> Node | None:
+    """The document's node tree, as ``yaml.SafeLoader`` composes it (a test compares the two on
+    every shipped file, the bad-input corpus and mutations of them). A text libyaml rejects or
+    may read differently goes to the pure-Python parser, whose messages and positions the errors
+    (and the bad-input corpus) are written against."""
+    if _LIBYAML and not _DIVERGES.search(text) and not yaml.reader.Reader.NON_PRINTABLE.search(text):
+        try:
+            return _FastComposer(text).get_single_node()
+        except yaml.YAMLError:
+            pass  # the pure-Python parse below decides: its error, or its tree where it is more lenient
+    return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 class _Builder:
@@ -151,7 +203,7 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
         raise SchemaError(f"file is larger than {MAX_BYTES} bytes", location=Location(file, 1, 1))
     _check_flow_depth(text, file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.reader.ReaderError as exc:  # a NUL or other control character: no mark, a position
         raise SchemaError(
             f"invalid YAML: control character U+{_codepoint(exc.character):04X} is not allowed in a YAML file",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import zoo
-from zoo._expansion import _Expander
+from zoo._combinators import COMBINATORS
 from zoo._layers import PRIMITIVES, Primitive
 from zoo._layers._table import Spec, _none, _same_shape
 from zoo._reference import language_markdown
@@ -105,7 +105,7 @@ def test_a_new_primitive_appears_in_the_schema_and_the_reference(monkeypatch: py
 def test_list_layers_covers_every_primitive_and_combinator() -> None:
     layers = {i.name: i for i in zoo.list_layers()}
     assert set(layers) == set(PRIMITIVES) | set(COMBINATOR_ARGS)
-    assert set(COMBINATOR_ARGS) == set(_Expander({}, "").combinators)
+    assert set(COMBINATOR_ARGS) == set(COMBINATORS)
     conv = {a.name: a for a in layers["conv"].arguments}
     assert conv["filters"].default is None and conv["stride"].default == "1" and "integer > 0" in conv["filters"].type
     hardtanh = {a.name: a for a in layers["hardtanh"].arguments}

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import model_validator
-from torch import nn
 
 from .._errors import ShapeError
 from ._table import (
@@ -18,6 +17,7 @@ from ._table import (
     _register,
     _same_shape,
 )
+from ._torch import nn
 
 # ---------------------------------------------------------------- activations
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from .._errors import ShapeError
-from .._modules import ChannelShuffle, ChannelSlice, LayerScale, Permute
 from ._table import (
     NonNeg,
     Pos,
@@ -24,6 +23,7 @@ from ._table import (
     _register,
     _same_shape,
 )
+from ._torch import _modules
 
 
 class SliceSpec(Spec):
@@ -44,7 +44,7 @@ def _slice_shape(s: SliceSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "slice", SliceSpec, _slice_shape, lambda s, shape: ChannelSlice(*_bounds(s, shape[0])),
+    "slice", SliceSpec, _slice_shape, lambda s, shape: _modules.ChannelSlice(*_bounds(s, shape[0])),
     doc="channels start:stop of the input (a view)", params=_none,
 ))
 
@@ -69,7 +69,7 @@ def _chunk_shape(s: ChunkSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "chunk", ChunkSpec, _chunk_shape, lambda s, shape: ChannelSlice(*_chunk_bounds(s, shape[0])), primary="index",
+    "chunk", ChunkSpec, _chunk_shape, lambda s, shape: _modules.ChannelSlice(*_chunk_bounds(s, shape[0])), primary="index",
     doc="part index of chunks equal parts of the channels (torch.chunk; ShuffleNetV2's split)", params=_none,
 ))
 
@@ -86,7 +86,7 @@ def _shuffle_shape(s: ShuffleSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "channel_shuffle", ShuffleSpec, _shuffle_shape, lambda s, shape: ChannelShuffle(s.groups), primary="groups",
+    "channel_shuffle", ShuffleSpec, _shuffle_shape, lambda s, shape: _modules.ChannelShuffle(s.groups), primary="groups",
     doc="interleave channel groups (ShuffleNet)", params=_none,
 ))
 
@@ -104,7 +104,7 @@ def _permute_shape(s: PermuteSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "permute", PermuteSpec, _permute_shape, lambda s, shape: Permute(s.dims), primary="dims",
+    "permute", PermuteSpec, _permute_shape, lambda s, shape: _modules.Permute(s.dims), primary="dims",
     doc="reorder the axes of each sample: [1, 2, 0] turns (C, H, W) into (H, W, C)", params=_none,
 ))
 
@@ -120,8 +120,8 @@ def _layer_scale_shape(s: LayerScaleSpec, shape: Shape) -> Shape:
     return _same_shape(s, shape)
 
 
-def _layer_scale_make(s: LayerScaleSpec, shape: Shape) -> LayerScale:
-    return LayerScale((shape[0], 1, 1) if len(shape) == 3 else (shape[0],), s.init, bare=s.bare)
+def _layer_scale_make(s: LayerScaleSpec, shape: Shape) -> _modules.LayerScale:
+    return _modules.LayerScale((shape[0], 1, 1) if len(shape) == 3 else (shape[0],), s.init, bare=s.bare)
 
 
 _register(Primitive(

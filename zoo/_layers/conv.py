@@ -6,11 +6,10 @@ from collections import OrderedDict
 from typing import Any, Literal
 
 from pydantic import Field
-from torch import nn
 
 from .._errors import ShapeError
-from .._modules import ConvAct, FixedFilter, PadSame
 from ._table import Padding, Pos, Primitive, Shape, Size2, Spec, _need_image, _none, _pair, _register
+from ._torch import _modules, nn
 from .activations import ActName, _activation
 
 # ---------------------------------------------------------------- convolution
@@ -107,11 +106,11 @@ def _conv_module(
     in_ch: int, out_ch: int, kernel: Size2, stride: Size2, padding: Padding, dilation: Size2,
     groups: int, bias: bool, act: str | None,
 ) -> nn.Module:
-    pad: PadSame | None = None
+    pad: _modules.PadSame | None = None
     if padding == "same":
         static = _static_same(kernel, stride, dilation)
         if static is None:
-            pad = PadSame(_pair(kernel), _pair(stride), _pair(dilation))
+            pad = _modules.PadSame(_pair(kernel), _pair(stride), _pair(dilation))
             torch_padding: Any = 0
         else:
             torch_padding = static
@@ -120,7 +119,7 @@ def _conv_module(
     args = dict(stride=stride, padding=torch_padding, dilation=dilation, groups=groups, bias=bias)
     if pad is None and act is None:
         return nn.Conv2d(in_ch, out_ch, kernel, **args)  # plain module: what torchvision emits
-    return ConvAct(in_ch, out_ch, kernel, pad=pad, act=_activation(act), **args)
+    return _modules.ConvAct(in_ch, out_ch, kernel, pad=pad, act=_activation(act), **args)
 
 
 def _conv_make(s: ConvSpec, shape: Shape) -> nn.Module:
@@ -253,7 +252,7 @@ def _filter_shape(s: FilterSpec, shape: Shape) -> Shape:
 
 def _filter_make(s: FilterSpec, shape: Shape) -> nn.Module:
     kernels = [FILTER_KERNELS[n] for n in _filter_names(s)]
-    return FixedFilter(kernels, shape[0], padding=1 if s.padding == "same" else 0)
+    return _modules.FixedFilter(kernels, shape[0], padding=1 if s.padding == "same" else 0)
 
 
 _register(Primitive("filter", FilterSpec, _filter_shape, _filter_make, primary="kernel", doc="fixed image filter", params=_none))

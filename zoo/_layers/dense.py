@@ -6,10 +6,8 @@ import math
 from typing import Annotated
 
 from pydantic import Field
-from torch import nn
 
 from .._errors import ShapeError
-from .._modules import LinearAct
 from ._table import (
     NoArgs,
     Pos,
@@ -21,6 +19,7 @@ from ._table import (
     _register,
     _same_shape,
 )
+from ._torch import _modules, nn
 from .activations import ActName, _activation
 
 # ---------------------------------------------------------------- dense and shape changes
@@ -49,7 +48,7 @@ def _dense_make(s: DenseSpec, shape: Shape) -> nn.Module:
         return nn.Linear(shape[-1], s.units, bias=s.bias)
     act = _activation(s.act)
     assert act is not None  # act names are validated by the spec
-    return LinearAct(shape[-1], s.units, bias=s.bias, act=act)
+    return _modules.LinearAct(shape[-1], s.units, bias=s.bias, act=act)
 
 
 def _dense_params(s: DenseSpec, shape: Shape) -> int:

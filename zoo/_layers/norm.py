@@ -6,10 +6,8 @@ import math
 from typing import Annotated
 
 from pydantic import Field
-from torch import nn
 
 from .._errors import ShapeError
-from .._modules import BatchNormNoScale, ChannelAffine, LayerNorm2d
 from ._table import (
     Pos,
     Primitive,
@@ -20,6 +18,7 @@ from ._table import (
     _register,
     _same_shape,
 )
+from ._torch import _modules, nn
 
 
 class AffineSpec(Spec):
@@ -34,7 +33,7 @@ def _affine_shape(s: AffineSpec, shape: Shape) -> Shape:
 
 
 _register(Primitive(
-    "affine", AffineSpec, _affine_shape, lambda s, shape: ChannelAffine(s.scale, s.shift),
+    "affine", AffineSpec, _affine_shape, lambda s, shape: _modules.ChannelAffine(s.scale, s.shift),
     doc="fixed per-channel x * scale + shift (e.g. torchvision's transform_input)", params=_none,
 ))
 
@@ -55,7 +54,7 @@ def _bn_make(s: BatchNormSpec, shape: Shape) -> nn.Module:
     if s.scale and s.center:
         return nn.BatchNorm2d(c, eps=s.eps, momentum=s.momentum)
     if s.center:
-        return BatchNormNoScale(c, eps=s.eps, momentum=s.momentum)
+        return _modules.BatchNormNoScale(c, eps=s.eps, momentum=s.momentum)
     return nn.BatchNorm2d(c, eps=s.eps, momentum=s.momentum, affine=False)
 
 
@@ -135,7 +134,7 @@ def _ln2d_shape(s: LayerNormSpec, shape: Shape) -> Shape:
 
 _register(Primitive(
     "layernorm2d", LayerNormSpec, _ln2d_shape,
-    lambda s, shape: LayerNorm2d(shape[0], eps=s.eps, elementwise_affine=s.affine),
+    lambda s, shape: _modules.LayerNorm2d(shape[0], eps=s.eps, elementwise_affine=s.affine),
     doc="layer norm over the channels of an image (torchvision's and timm's LayerNorm2d)",
     params=lambda s, shape: 2 * shape[0] if s.affine else 0,
 ))

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from torch import nn
-
 from .._errors import ShapeError
-from .._modules import PoolSame
 from ._table import NoArgs, NonNeg, Padding, Primitive, Shape, Size2, Spec, _need_image, _none, _pair, _register
+from ._torch import _modules, nn
 from .conv import _spatial, window_workspace
 
 # ---------------------------------------------------------------- pooling
@@ -47,7 +45,7 @@ def _pool_make(kind: str) -> Callable[[PoolSpec, Shape], nn.Module]:
     def make(s: PoolSpec, shape: Shape) -> nn.Module:
         stride = s.stride if s.stride is not None else s.kernel
         if s.padding == "same":
-            return PoolSame(kind, _pair(s.kernel), _pair(stride))
+            return _modules.PoolSame(kind, _pair(s.kernel), _pair(stride))
         pad = 0 if s.padding == "valid" else s.padding
         if kind == "max":
             return nn.MaxPool2d(s.kernel, stride, pad, ceil_mode=s.ceil_mode)
@@ -83,13 +81,13 @@ def _global_shape(s: NoArgs, shape: Shape) -> Shape:
     return (_need_image(shape, "global pooling")[0],)
 
 
-def _global(pool: type[nn.Module]) -> Callable[[NoArgs, Shape], nn.Module]:
+def _global(pool: Callable[[int], nn.Module]) -> Callable[[NoArgs, Shape], nn.Module]:
     # children named as timm's SelectAdaptivePool2d names them: global_pool.pool, global_pool.flatten
     return lambda s, shape: nn.Sequential(OrderedDict(pool=pool(1), flatten=nn.Flatten()))
 
 
-_register(Primitive("global_avgpool", NoArgs, _global_shape, _global(nn.AdaptiveAvgPool2d), doc="(C,H,W) -> (C,)", params=_none))
-_register(Primitive("global_maxpool", NoArgs, _global_shape, _global(nn.AdaptiveMaxPool2d), doc="(C,H,W) -> (C,)", params=_none))
+_register(Primitive("global_avgpool", NoArgs, _global_shape, _global(lambda size: nn.AdaptiveAvgPool2d(size)), doc="(C,H,W) -> (C,)", params=_none))
+_register(Primitive("global_maxpool", NoArgs, _global_shape, _global(lambda size: nn.AdaptiveMaxPool2d(size)), doc="(C,H,W) -> (C,)", params=_none))
 
 
 class PadSpec(Spec):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
-from torch import nn
 
 from ._table import Primitive, Shape, Spec, _none, _register, _same_shape
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class StochasticDepthSpec(Spec):
