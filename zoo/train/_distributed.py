@@ -7,6 +7,7 @@ rank 0 writes files; the recipe does not change.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,11 +98,16 @@ def process_group(dist: Dist) -> Iterator[None]:
             import torch.distributed as tdist
 
             if tdist.is_initialized():
+                # the run's DDP wrapper holds the process group; if a reference cycle keeps it alive
+                # until interpreter shutdown, gloo's threads are torn down there and the process
+                # aborts ("terminate called without an active exception"): free it now
+                gc.collect()
                 if finished:
                     # rank 0 still writes reports after the last collective; a rank that tears gloo
                     # down before its peer is done makes the peer abort at exit (SIGABRT)
                     tdist.barrier()
                 tdist.destroy_process_group()
+                gc.collect()
 
 
 def shared_run_dir(dist: Dist, folder: Path | None) -> Path:
