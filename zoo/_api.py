@@ -11,7 +11,7 @@ from torch import nn
 
 from ._builder import build_network
 from ._errors import SchemaError
-from ._modules import Network
+from ._network import Network
 from ._registry import REGISTRY
 from ._schema import ArchitectureSpec
 from ._values import is_int, positive_int, resolve_params

@@ -25,7 +25,8 @@ from ._errors import (
     SizeLimitError,
 )
 from ._limits import max_activation, max_params
-from ._modules import Aux, Concat, Graph, LayerScale, Network, Residual
+from ._modules import LayerScale
+from ._network import Aux, Concat, Graph, Network, Residual
 from ._tree import Expanded, Group, Item, Leaf, _fmt, leaf_activation, leaf_params, leaves
 
 

@@ -32,7 +32,7 @@ def test_cold_zoo_list_counts_every_model_without_importing_torch(tmp_path: Path
         "import sys; from zoo._catalog import catalog; result = catalog(); "
         "counts = {r.name: r.params for r in result.rows}; "
         "print(len(counts), counts['mnist_cnn_v1'], counts['resnet50'], counts['efficientnet_b0'], len(result.problems), "
-        "sorted(m for m in ('torch', 'torchvision', 'zoo._modules', 'zoo._builder') if m in sys.modules))"
+        "sorted(m for m in ('torch', 'torchvision', 'zoo._modules', 'zoo._network', 'zoo._builder') if m in sys.modules))"
     )
     env = {**os.environ, "ZOO_CACHE_DIR": str(tmp_path / "empty"), "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
@@ -44,7 +44,7 @@ def test_reserved_layer_names_cover_what_torch_defines() -> None:
     """The names written out in ``_module_attrs`` (so that expansion needs no torch) include every
     attribute of the modules the builder emits, with the installed torch."""
     from zoo._module_attrs import RESERVED_NAMES
-    from zoo._modules import Aux, Network
+    from zoo._network import Aux, Network
 
     missing = (set(dir(Aux({}, None))) | set(dir(Network({})))) - RESERVED_NAMES
     assert not missing, f"add to zoo/_module_attrs.py: {sorted(missing)}"
