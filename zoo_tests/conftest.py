@@ -51,3 +51,14 @@ def _private_list_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         os.environ.pop("ZOO_CACHE_DIR", None)
     else:
         os.environ["ZOO_CACHE_DIR"] = before
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist every worker is a process of its own: share the cores between them, so
+    that two workers' OpenMP threads do not fight over the same two cores (each test that wants one
+    thread still asks for it through ``one_thread``)."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
