@@ -16,7 +16,7 @@ RESERVED_NAMES = frozenset({
     '_compiled_call_impl', '_forward_hooks', '_forward_hooks_always_called', '_forward_hooks_with_kwargs',
     '_forward_pre_hooks', '_forward_pre_hooks_with_kwargs', '_get_backward_hooks', '_get_backward_pre_hooks',
     '_get_item_by_idx', '_get_name', '_head', '_is_full_backward_hook', '_load_from_state_dict',
-    '_load_state_dict_post_hooks', '_load_state_dict_pre_hooks', '_maybe_warn_non_full_backward_hook', '_modules',
+    '_load_state_dict_post_hooks', '_load_state_dict_pre_hooks', '_maybe_warn_non_full_backward_hook', '_modules', '_reset_aux',
     '_named_members', '_non_persistent_buffers_set', '_parameters', '_register_load_state_dict_pre_hook',
     '_register_state_dict_hook', '_replicate_for_data_parallel', '_save_to_state_dict', '_slow_forward',
     '_state_dict_hooks', '_state_dict_pre_hooks', '_version', '_wrapped_call_impl', 'add_module', 'append', 'apply',
