@@ -148,3 +148,21 @@ def test_preprocess_normalizes_converts_channels_and_resizes() -> None:
     prepared = pre.prepare(load_data(_section(dataset="digits", validate_on="none")).test)
     assert prepared.images.dtype == torch.float32 and prepared.images.shape[1] == 3
     assert torch.allclose(pre.display(torch.zeros(1, 3, 4, 4)), torch.full((1, 3, 4, 4), 0.2))
+
+
+def test_digits_read_without_importing_scikit_learn_equal_load_digits() -> None:
+    """The digits come from the file scikit-learn's load_digits reads, without its 1-1.5 s import."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from zoo.train._datasets import digits_arrays
+
+    images, target = digits_arrays()
+    raw = load_digits()
+    assert np.array_equal(images, raw.images) and np.array_equal(target, raw.target) and images.shape == (1797, 8, 8)
+    code = "import sys; from zoo.train._datasets import digits_arrays; digits_arrays(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -13,6 +13,8 @@ stays light.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from ._recipe import DataSection
 from ._split import DataBundle, ImageSplit, Split, stratified_holdout, to_unit
 from ._torchvision_files import load_cifar10, load_fashion, load_mnist
 
-__all__ = ["load_data"]
+__all__ = ["digits_arrays", "load_data"]
 
 
 def load_data(section: DataSection) -> DataBundle:
@@ -89,14 +91,33 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def _load_digits(section: DataSection) -> tuple[Split, Split, list[str]]:
-    """scikit-learn's 1,797 8x8 digits, bilinearly upsampled to 28x28, a fixed 80/20 split."""
-    from sklearn.datasets import load_digits
+def digits_arrays() -> tuple[Any, Any]:
+    """scikit-learn's digits as (images (1797, 8, 8) in 0..16, labels): the file ``load_digits``
+    reads, read directly when it is where scikit-learn keeps it, because importing scikit-learn
+    takes 1-1.5 s, the largest part of starting a run on the offline digits."""
+    import importlib.util
+
+    import numpy as np
+
+    found = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    folders = list(found.submodule_search_locations or []) if found is not None else []
+    for folder in folders:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",")  # 64 pixel values then the label, per row
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits  # another layout: the public API
 
     raw = load_digits()
-    images = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return raw.images, raw.target
+
+
+def _load_digits(section: DataSection) -> tuple[Split, Split, list[str]]:
+    """scikit-learn's 1,797 8x8 digits, bilinearly upsampled to 28x28, a fixed 80/20 split."""
+    pixels, target = digits_arrays()
+    images = torch.tensor(pixels, dtype=torch.float32).unsqueeze(1) / 16.0
     images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False).clamp_(0, 1)
-    labels = torch.tensor(raw.target, dtype=torch.int64)
+    labels = torch.tensor(target, dtype=torch.int64)
     test_idx = stratified_holdout(labels, fraction=0.2, seed=0)
     mask = torch.ones(len(labels), dtype=torch.bool)
     mask[test_idx] = False
