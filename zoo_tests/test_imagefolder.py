@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from zoo._errors import RecipeError
-from zoo.train import Recipe, evaluate_main, predict_main, recipe_from_data, train, train_main
+from zoo.train import Recipe, evaluate_main, predict_main, train, train_main
 from zoo.train._datasets import load_data
 from zoo.train._recipe import DataSection
+from zoo_tests.recipes import recipe_over, tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,9 +84,7 @@ def folder_recipe(root: Path, out: Path, **overrides: Any) -> Recipe:
         "channels_last": False,
         "tensorboard": False,
     }
-    for key, value in overrides.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
-    return recipe_from_data(data)
+    return recipe_over(data, overrides)
 
 
 def _run(main: Callable[[list[str]], int], argv: list[str]) -> tuple[int, str]:
@@ -273,20 +272,9 @@ def test_early_stopping_says_so(photos: Path, tmp_path: Path) -> None:
 
 def test_tensorboard_files_and_top5_beside_history(tmp_path: Path) -> None:
     """digits has 10 classes: top-5 accuracy is reported; TensorBoard writes event files (installed in dev)."""
-    pytest.importorskip("tensorboard")
-    recipe = recipe_from_data(
-        {
-            "name": "tb",
-            "model": {"name": "mnist_cnn_v1"},
-            "data": {"dataset": "digits", "train_limit": 96, "test_limit": 32, "val_split": 0.25},
-            "epochs": 1,
-            "batch_size": 32,
-            "output_dir": str(tmp_path / "tb"),
-            "progress": False,
-            "reports": {"enabled": False},
-            "channels_last": False,
-        }
-    )
+    pytest.importorskip("tensorboard", reason="TensorBoard files: pip install tensorboard (in the dev extra)")
+    data = {"train_limit": 96, "test_limit": 32, "val_split": 0.25}
+    recipe = tiny(tmp_path / "tb", name="tb", data=data, epochs=1, tensorboard=True, optimizer={"name": "adam", "lr": 0.001})
     result = train(recipe)
     row = result.metrics["history"][0]
     assert row["val_top5_accuracy"] >= row["val_accuracy"]

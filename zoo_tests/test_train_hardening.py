@@ -23,8 +23,9 @@ from zoo.train import train, visualize_main
 from zoo.train._checkpoint import RunLock, save_checkpoint
 from zoo.train._cli import EXIT_USER, _interrupted, _read_history
 from zoo.train._trainer import RunInterrupted
+from zoo_tests.recipes import tiny
 from zoo_tests.synthetic import write_mnist_files
-from zoo_tests.test_trainer import ROOT, tiny, weights
+from zoo_tests.test_trainer import ROOT, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

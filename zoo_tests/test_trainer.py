@@ -20,10 +20,11 @@ import torch
 
 import zoo
 from zoo._errors import CheckpointError, RecipeError
-from zoo.train import Recipe, dump_recipe, recipe_from_data, train, train_main
+from zoo.train import dump_recipe, recipe_from_data, train, train_main
 from zoo.train._checkpoint import RunLock, load_checkpoint, save_checkpoint
 from zoo.train._finetune import finetune_plan, set_trainable
 from zoo.train._optim import make_optimizer, make_scheduler
+from zoo_tests.recipes import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
@@ -32,28 +33,6 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny(out: Path | str, **overrides: Any) -> Recipe:
-    """A recipe that trains in a second or two on a slice of the digits."""
-    data: dict[str, Any] = {
-        "name": "tiny",
-        "model": {"name": "mnist_cnn_v1"},
-        "data": {"dataset": "digits", "train_limit": 160, "test_limit": 64, "val_split": 0.2},
-        "optimizer": {"name": "adam", "lr": 0.002},
-        "epochs": 2,
-        "batch_size": 32,
-        "output_dir": str(out),
-        "progress": False,
-        "reports": {"enabled": False},
-        "channels_last": False,  # "auto" times both layouts: pinned so that runs compare bitwise
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return recipe_from_data(data)
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
