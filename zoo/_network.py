@@ -123,28 +123,34 @@ class Network(nn.Sequential):
 
             raise SchemaError(f"num_classes must be a non-negative int, got {num_classes!r}")
         self._head()  # a model without a classifier says so before anything changes
+        aux_heads = self._aux_heads() if num_classes else []  # and an aux head it cannot resize
         # beside the model's own weights (a headless model has none in its head): same device and dtype
         like = next(self.parameters(), None)
         where: dict[str, Any] = {"device": like.device, "dtype": like.dtype} if like is not None else {}
         head: nn.Module = nn.Linear(self.num_features, num_classes, **where) if num_classes else nn.Identity()
         self.set_submodule(self._head(), head)
-        self._reset_aux(num_classes, where)
-        self.num_classes = num_classes
-
-    def _reset_aux(self, num_classes: int, where: dict[str, Any]) -> None:
-        """Auxiliary heads follow the main one: their last dense layer gets ``num_classes`` outputs;
-        0 removes them (a headless model returns its features alone, in training mode too)."""
-        for name in self.aux_names:
-            aux = self.get_submodule(name)
-            if not num_classes:
-                self.set_submodule(name, nn.Identity())
-                continue
-            last = [n for n, m in aux.named_modules() if isinstance(m, nn.Linear)][-1]
-            old = aux.get_submodule(last)
-            assert isinstance(old, nn.Linear)  # found as one just above
+        # auxiliary heads follow the main one: their last dense layer gets num_classes outputs; 0
+        # removes them (a headless model returns its features alone, in training mode too)
+        for aux, last, old in aux_heads:
             aux.set_submodule(last, nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **where))
         if not num_classes:
+            for name in self.aux_names:
+                self.set_submodule(name, nn.Identity())
             self.aux_names = []
+        self.num_classes = num_classes
+
+    def _aux_heads(self) -> list[tuple[nn.Module, str, nn.Linear]]:
+        """Each auxiliary head with the name and module of its last dense layer (its class scores)."""
+        found = []
+        for name in self.aux_names:
+            aux = self.get_submodule(name)
+            dense = [(aux, n, m) for n, m in aux.named_modules() if isinstance(m, nn.Linear)]
+            if not dense:
+                from ._errors import SchemaError
+
+                raise SchemaError(f"auxiliary head {name!r} has no dense layer whose outputs reset_classifier could change")
+            found.append(dense[-1])
+        return found
 
     def _head(self) -> str:
         if self.classifier_name is None:

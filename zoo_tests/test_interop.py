@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -237,3 +237,29 @@ def test_core_commands_share_the_exit_codes(tmp_path: Path, capsys: pytest.Captu
         main(["summary", "mnist_cnn_v1", "--no-such-flag"])
     assert info.value.code == 2
     capsys.readouterr()
+
+
+def test_reset_classifier_refuses_an_aux_head_without_a_dense_layer(arch_dir: Callable[[str, str], Path]) -> None:
+    """A user's aux head that ends in a convolution cannot be resized: a SchemaError, and the
+    model is left as it was."""
+    arch_dir(
+        "auxconv.yaml",
+        """
+        name: auxconv
+        description: an aux head without a dense layer
+        source: test
+        input: [1, 16, 16]
+        params: {num_classes: 3}
+        published: {params: 0, source: test}
+        layers:
+          - conv: {filters: 4, kernel: 3}
+          - aux: {name: side, layers: [{conv: {filters: 2, kernel: 1}}, global_avgpool, flatten]}
+          - global_avgpool
+          - flatten
+          - dense: "${num_classes}"
+        """,
+    )
+    model = zoo.build("auxconv", max_params=None)
+    with pytest.raises(zoo.SchemaError, match="auxiliary head 'side'"):
+        model.reset_classifier(5)
+    assert model.get_classifier().out_features == 3
