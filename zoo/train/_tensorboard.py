@@ -28,15 +28,19 @@ class EventLog:
                 path="tensorboard",
                 hint="pip install tensorboard, or set tensorboard: false",
             )
+        self.run_dir = run_dir
+        self.enabled = installed and wanted is not False
         self.writer: Any = None
-        if installed and wanted is not False:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(run_dir))
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.writer is None:
+        if not self.enabled:
             return
+        if self.writer is None:
+            # opened at the first finished epoch, not at start-up: importing TensorBoard's writer
+            # would delay the first training step
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir))
         for key in SCALARS:
             if row.get(key) is not None:
                 split, _, metric = key.partition("_")
