@@ -11,7 +11,8 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from zoo._exit import leave
 from zoo.train import predict_main
 
 if __name__ == "__main__":
-    sys.exit(predict_main(prog="scripts/predict.py"))
+    leave(predict_main(prog="scripts/predict.py"))

@@ -6,9 +6,9 @@
 Exit status 1 when the actual count differs from the published one.
 """
 
-import sys
 
 from zoo._cli import summary_main
+from zoo._exit import leave
 
 if __name__ == "__main__":
-    sys.exit(summary_main())
+    leave(summary_main())

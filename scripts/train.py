@@ -11,7 +11,8 @@ try:
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from zoo._exit import leave
 from zoo.train import train_main
 
 if __name__ == "__main__":
-    sys.exit(train_main(prog="scripts/train.py"))
+    leave(train_main(prog="scripts/train.py"))

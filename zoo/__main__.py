@@ -1,7 +1,6 @@
 """python -m zoo: the zoo command."""
 
-import sys
-
 from ._cli import main
+from ._exit import leave
 
-sys.exit(main())
+leave(main())

@@ -8,9 +8,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ._errors import RegistryError, ZooError
-from ._exit import fail
+from ._exit import fail, leave
 
 __all__ = ["main", "summary_main"]
 
@@ -200,6 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # devnull so the interpreter's final flush does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
+
+
+def console() -> NoReturn:
+    """The ``zoo`` script's entry point: :func:`main`, then the process ends."""
+    leave(main())
 
 
 def summary_main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ CI; ``.ci/run`` spreads the suite over both cores.
 from __future__ import annotations
 
 import gc
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -237,6 +238,31 @@ def test_core_commands_share_the_exit_codes(tmp_path: Path, capsys: pytest.Captu
         main(["summary", "mnist_cnn_v1", "--no-such-flag"])
     assert info.value.code == 2
     capsys.readouterr()
+
+
+def test_entry_points_end_with_the_command_code_and_skip_the_last_collection() -> None:
+    """``python -m zoo``, the ``zoo`` script and ``scripts/*.py`` end through ``leave``: the
+    command's exit code, with every object frozen so that exit does not walk torch's objects."""
+    import subprocess
+    import sys
+
+    from zoo._cli import console
+    from zoo._exit import leave
+
+    assert 'zoo = "zoo._cli:console"' in (ROOT / "pyproject.toml").read_text() and callable(console)
+    for script in ("train", "evaluate", "predict", "summarize"):
+        assert "leave(" in (ROOT / "scripts" / f"{script}.py").read_text()
+    try:
+        with pytest.raises(SystemExit) as info:
+            leave(3)
+        assert info.value.code == 3 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo", "summary", "no_such_model"], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 1 and "no_such_model" in done.stderr
 
 
 def test_reset_classifier_refuses_an_aux_head_without_a_dense_layer(arch_dir: Callable[[str, str], Path]) -> None:
