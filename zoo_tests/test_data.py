@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from zoo._errors import RecipeError
-from zoo.train._augment import augment_batch
+from zoo.train._augment import augment_batch, tta_probabilities
 from zoo.train._datasets import load_data
 from zoo.train._preprocess import Preprocess, batch_indices
-from zoo.train._recipe import AugmentSection, DataSection
+from zoo.train._recipe import AugmentSection, DataSection, TTASection
 from zoo.train._torchvision_files import CIFAR10_FILES, MNIST_FILES
 from zoo_tests.synthetic import write_cifar10_files, write_mnist_files
 
@@ -166,3 +166,53 @@ def test_digits_read_without_importing_scikit_learn_equal_load_digits() -> None:
     code = "import sys; from zoo.train._datasets import digits_arrays; digits_arrays(); print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_test_time_views_are_whole_pixel_shifts_filled_with_black_and_mirrors() -> None:
+    """shift 1: the image and its copies moved one pixel each way; hflip doubles them. The result
+    is the mean of the views' probabilities."""
+    x = torch.rand(3, 1, 6, 6)
+    fill = torch.tensor([-0.5])  # black after normalization
+    seen: list[torch.Tensor] = []
+
+    def model(v: torch.Tensor) -> torch.Tensor:
+        seen.append(v.clone())
+        return v.flatten(1)[:, :4] * 3  # (N, 4) logits that depend on the pixels
+
+    probs = tta_probabilities(model, x, TTASection(shift=1), fill=fill)
+    assert len(seen) == 5 and torch.equal(seen[0], x)
+    shifted = [x[..., 1:-1, 2:], x[..., 1:-1, :-2], x[..., 2:, 1:-1], x[..., :-2, 1:-1]]  # each way once
+    matches = [[torch.allclose(v[..., 1:-1, 1:-1], s, atol=1e-6) for s in shifted] for v in seen[1:]]
+    assert all(sum(row) == 1 for row in matches) and all(sum(col) == 1 for col in zip(*matches))
+    for v in seen[1:]:  # exactly one border row or column is empty, and it is black
+        border = [v[..., 0, :], v[..., -1, :], v[..., :, 0], v[..., :, -1]]
+        assert sum(bool((b == -0.5).all()) for b in border) == 1
+    expected = torch.stack([torch.softmax(model(v), dim=1) for v in seen[:5]]).mean(0)
+    assert torch.allclose(probs, expected) and torch.allclose(probs.sum(1), torch.ones(3))
+    seen.clear()
+    tta_probabilities(model, x, TTASection(shift=1, hflip=True), fill=fill)
+    assert len(seen) == 10 and torch.equal(seen[1], x.flip(-1))
+
+
+def test_test_time_augmentation_scores_the_views_mean_and_is_checked_in_the_recipe() -> None:
+    """evaluate_split with data.tta: accuracy and loss from the mean probabilities of the views."""
+    from zoo.train._evaluate import evaluate_split
+
+    data = load_data(_section(dataset="digits", validate_on="none"))
+    section = _section(dataset="digits", validate_on="none", normalize="standard", tta={"shift": 2})
+    pre = Preprocess(section, data_channels=1, mean=data.mean, std=data.std, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5, stride=3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    test = data.test.head(64)
+    x = pre.batch(test.images_at(torch.arange(64)), prepared=False)
+    model(x)  # the lazy layer takes its size
+    scores = evaluate_split(model, test, pre, prepared=False, batch_size=16)
+    with torch.no_grad():
+        probs = tta_probabilities(model, x, section.tta, fill=pre.fill)
+    assert scores.accuracy == pytest.approx(float((probs.argmax(1) == test.labels).float().mean()))
+    assert scores.loss == pytest.approx(float(torch.nn.functional.nll_loss(probs.log(), test.labels)), rel=1e-5)
+    plain = Preprocess(_section(dataset="digits", validate_on="none", normalize="standard"),
+                       data_channels=1, mean=data.mean, std=data.std, device=torch.device("cpu"))
+    assert evaluate_split(model, test, plain, prepared=False, batch_size=16).loss != pytest.approx(scores.loss)
+    with pytest.raises(Exception, match="shift"):
+        _section(dataset="digits", tta={"shift": 9})

@@ -67,4 +67,4 @@ def test_fast_recipe_uses_the_fast_net_and_spends_one_epoch_of_mnist() -> None:
     assert recipe.model.name == "mnist_fast_net" and recipe.epochs == 1
     assert recipe.channels_last is True and recipe.reports.pictures == []
     model = zoo.build("mnist_fast_net", device="meta")
-    assert zoo.count_params(model) == 61042
+    assert zoo.count_params(model) == 66170

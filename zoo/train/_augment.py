@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ._recipe import AugmentSection
+from ._recipe import AugmentSection, TTASection
 
-__all__ = ["augment_batch"]
+__all__ = ["augment_batch", "tta_probabilities"]
 
 
 def augment_batch(
@@ -41,3 +42,24 @@ def augment_batch(
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     fill = fill.view(1, -1, 1, 1).to(x)
     return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+
+
+def tta_probabilities(
+    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tta: TTASection, *, fill: torch.Tensor
+) -> torch.Tensor:
+    """Class probabilities (N, classes) averaged over the test-time views of the batch ``x``: the
+    images, their copies moved ``tta.shift`` pixels each way (empty pixels take ``fill``, black
+    after normalization) and, with ``tta.hflip``, the mirror images of all of them."""
+    f = fill.view(1, -1, 1, 1).to(x)
+    s = tta.shift
+    offsets = [(0, 0), (s, 0), (-s, 0), (0, s), (0, -s)] if s else [(0, 0)]
+    h, w = x.shape[-2:]
+    padded = F.pad(x - f, (s, s, s, s))  # (N, C, H + 2s, W + 2s), zeros = empty pixels
+    total = torch.zeros((), device=x.device)
+    views = 0
+    for dx, dy in offsets:
+        view = padded[..., s + dy : s + dy + h, s + dx : s + dx + w] + f if dx or dy else x  # (N, C, H, W)
+        for mirrored in (False, True) if tta.hflip else (False,):
+            total = total + F.softmax(model(view.flip(-1) if mirrored else view).float(), dim=1)
+            views += 1
+    return total / views

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._errors import CheckpointError
+from ._augment import tta_probabilities
 from ._clock import Clock
 from ._datasets import load_data
 from ._distributed import SINGLE_PROCESS, Dist, resolve_device
@@ -116,7 +117,7 @@ def evaluate_split(
     index_batches = batch_indices(len(split), batch_size, generator=None, rank=dist.rank, world=dist.world)
     for x, y in split.batches(index_batches, pre, Feed(prepared)):
         with autocast(device, precision):
-            logits = model(x)
+            logits = _logits(model, x, pre)
         loss = F.cross_entropy(logits.float(), y)
         totals.add(logits, y, loss)
         num_classes = logits.shape[1]
@@ -137,6 +138,16 @@ def evaluate_split(
         float(top5) / max(float(totals.count), 1.0) if num_classes > 5 else None,
         torch.cat(preds) if keep_predictions and preds else None,
     )
+
+
+def _logits(model: nn.Module, x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
+    """The model's logits for ``x``; with test-time augmentation the log of the views' mean
+    probabilities, which argmax, top-5 and cross-entropy read as they read logits."""
+    tta = pre.section.tta
+    if not tta.enabled:
+        logits: torch.Tensor = model(x)
+        return logits
+    return tta_probabilities(model, x, tta, fill=pre.fill).clamp_min(1e-12).log()
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .._errors import CheckpointError, RecipeError
+from ._augment import tta_probabilities
 from ._checkpoint import atomic_write_text
 from ._distributed import resolve_device
 from ._evaluate import load_weights_file
@@ -104,7 +105,12 @@ class Predictor:
 
         transform = image_transform(self.size, None)
         images = torch.stack([transform(open_image(str(p), self.mode)).as_subclass(torch.Tensor) for p in paths])
-        probs = torch.softmax(self.model(self.pre.batch(images, prepared=False)).float(), dim=1).cpu()
+        x = self.pre.batch(images, prepared=False)
+        tta = self.pre.section.tta
+        probs = (
+            tta_probabilities(self.model, x, tta, fill=self.pre.fill)
+            if tta.enabled else torch.softmax(self.model(x).float(), dim=1)
+        ).cpu()
         k = min(top_k, len(self.classes))
         values, index = probs.topk(k, dim=1)
         return [[(self.classes[int(i)], float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(values, index, strict=True)]

@@ -75,6 +75,19 @@ class AugmentSection(_Section):
         return bool(self.rotation or self.translate or self.scale or self.crop_padding or self.hflip)
 
 
+class TTASection(_Section):
+    """Test-time augmentation: validation, test and prediction scores average the class
+    probabilities of each image and its copies moved ``shift`` pixels (of the model's input) up,
+    down, left and right, and of their mirror images with ``hflip``."""
+
+    shift: Annotated[int, Field(ge=0, le=8)] = 0  # 0: the image alone
+    hflip: bool = False  # mirrored copies too (never for digits)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.shift or self.hflip)
+
+
 class DataSection(_Section):
     """Dataset, splits and the per-batch transforms."""
 
@@ -96,6 +109,7 @@ class DataSection(_Section):
     # inception: [-1, 1] (mean = std = 0.5, as timm's Inception and Xception weights expect)
     normalize: Literal["unit", "standard", "imagenet", "inception"] = "unit"
     augment: AugmentSection = Field(default_factory=AugmentSection)
+    tta: TTASection = Field(default_factory=TTASection)
     drop_last: bool = False
 
 
