@@ -108,7 +108,7 @@ class _Expander:
                 )
             items: list[Item] = []
             for i, raw in enumerate(nodes):
-                node_loc = loc_of(nodes, i) or loc
+                node_loc = _item_loc(nodes, i) or loc
                 new = self._expand_or_collect(raw, env, shape, f"{path}[{i}]", node_loc)
                 for item in new:
                     shape = item.out_shape
@@ -151,32 +151,35 @@ class _Expander:
         if is_expression(kind):
             kind = str(resolve_values(kind, env, loc, path))
         args_loc = loc_of(raw, kind) if _is_map(raw) and kind in raw else loc
+        where = f"{path}.{kind}"
         if kind in COMBINATORS:
             if not _is_map(args):
-                raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=f"{path}.{kind}")
+                raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=where)
             self._work(loc, path, 2)
-            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
-            if not self._when(args.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
+            args = resolve_values(args, env, args_loc, where)
+            if "when" in args and not self._when(args["when"], loc_of(args, "when") or args_loc, where):
                 return []
-            return COMBINATORS[kind](self, args, env, shape, f"{path}.{kind}", loc)
+            return COMBINATORS[kind](self, args, env, shape, where, loc)
         meta: dict[str, Any] = {}
         if _is_map(args):
-            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
-            meta = {k: args[k] for k in META_KEYS if k in args}
-            rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
-            rest.key_locs = getattr(args, "key_locs", {})
-            args = rest
+            args = resolve_values(args, env, args_loc, where)
+            # a YMap without 'name'/'when' is what taking them out would copy (nothing changes it later)
+            if type(args) is not YMap or any(k in args for k in META_KEYS):
+                meta = {k: args[k] for k in META_KEYS if k in args}
+                rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
+                rest.key_locs = getattr(args, "key_locs", {})
+                args = rest
         elif args is not None:
-            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
-        if not self._when(meta.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
+            args = resolve_values(args, env, args_loc, where)
+        if "when" in meta and not self._when(meta["when"], loc_of(args, "when") or args_loc, where):
             return []
         name = meta.get("name")
         if name is not None:
-            _check_name(name, loc_of(args, "name") or args_loc, f"{path}.{kind}.name")
+            _check_name(name, loc_of(args, "name") or args_loc, f"{where}.name")
         if kind in PRIMITIVES:
-            return [self._primitive(PRIMITIVES[kind], args, name, shape, f"{path}.{kind}", args_loc or loc)]
+            return [self._primitive(PRIMITIVES[kind], args, name, shape, where, args_loc or loc)]
         if kind in self.blocks:
-            return self._block(kind, args, name, shape, f"{path}.{kind}", args_loc or loc)
+            return self._block(kind, args, name, shape, where, args_loc or loc)
         raise UnknownNameError(f"no layer or block {kind!r}", location=loc, path=path, hint=layer_hint(kind, self._known()))
 
     def _count(self, loc: Location | None) -> None:
@@ -277,6 +280,13 @@ class _Expander:
         self.work += memo.work
         self.deepest = max(self.deepest, self.depth + memo.depth)
         return Expanded(_copy(memo.items), memo.out_shape)
+
+
+def _item_loc(nodes: Any, i: int) -> Location | None:
+    """``loc_of(nodes, i)`` for an index in range, without its dispatch (once per layer node)."""
+    if type(nodes) is YList:
+        return getattr(nodes[i], "loc", None) or (nodes.item_locs[i] if i < len(nodes.item_locs) else None)
+    return loc_of(nodes, i)
 
 
 def _validated(prim: Primitive, args: Any, path: str, loc: Location | None) -> Any:

@@ -35,9 +35,20 @@ def _resolve(raw: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(raw, str):
         return interpolate(raw, env) if "${" in raw else raw
     if isinstance(raw, list):
+        if getattr(raw, "flat", False):  # parsed scalars with no '${': nothing to evaluate
+            return list(raw)
         return [_resolve(v, env) for v in raw]
     if isinstance(raw, dict):
-        return _like(raw, {k: v if k in _LAYER_FIELDS else _resolve(v, env) for k, v in raw.items()})
+        dyn = getattr(raw, "dyn", None)
+        if dyn is None:  # not from the parser: look at every value
+            return _like(raw, {k: v if k in _LAYER_FIELDS else _resolve(v, env) for k, v in raw.items()})
+        if not dyn:  # parsed scalars with no '${': the walk would give an equal copy
+            return raw
+        out = _like(raw, raw)
+        for k in dyn:  # in the mapping's order, so the first error is the one the walk would meet
+            if k not in _LAYER_FIELDS:
+                out[k] = _resolve(raw[k], env)
+        return out
     return raw
 
 

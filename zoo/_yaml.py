@@ -42,11 +42,16 @@ class YMap(dict[str, Any]):
 
     loc: Location | None
     key_locs: dict[str, Location]
+    # the keys whose values are not plain scalars (lists, mappings, text holding '${'), set by the
+    # parser, which sees every value; None for a mapping made later ("not known"). Evaluating the
+    # expressions of a mapping only needs to look at these.
+    dyn: tuple[str, ...] | None
 
     def __init__(self, *args: Any, loc: Location | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loc = loc
         self.key_locs = {}
+        self.dyn = None
 
 
 class YList(list[Any]):
@@ -54,11 +59,13 @@ class YList(list[Any]):
 
     loc: Location | None
     item_locs: list[Location | None]
+    flat: bool  # every item a plain scalar (see YMap.dyn); False when not known
 
     def __init__(self, *args: Any, loc: Location | None = None) -> None:
         super().__init__(*args)
         self.loc = loc
         self.item_locs = []
+        self.flat = False
 
 
 def loc_of(container: Any, key: Any = None) -> Location | None:
@@ -164,6 +171,7 @@ class _Builder:
             for item in node.value:
                 out.append(self.build(item, depth + 1))
                 out.item_locs.append(_location(self.file, item))
+            out.flat = all(map(_flat, out))
             return out
         if isinstance(node, MappingNode):
             result = YMap(loc=loc)
@@ -181,8 +189,14 @@ class _Builder:
                     )
                 result[key] = self.build(value_node, depth + 1)
                 result.key_locs[key] = key_loc
+            result.dyn = tuple(k for k, v in result.items() if not _flat(v))
             return result
         raise SchemaError(f"unsupported YAML node {type(node).__name__}", location=loc)
+
+
+def _flat(value: Any) -> bool:
+    """A scalar, and no '${' in it."""
+    return "${" not in value if isinstance(value, str) else not isinstance(value, (YMap, YList))
 
 
 def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
