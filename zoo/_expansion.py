@@ -37,6 +37,7 @@ from ._yaml import YList, YMap, loc_of
 
 __all__ = ["bind_params", "builtin_names", "expand"]
 
+_META = frozenset(META_KEYS)
 _SPECS: dict[tuple[type, str], Any] = {}  # (spec class, repr of its arguments) -> the validated spec
 _MAX_SPECS = 8192  # distinct layer configurations remembered; the shipped files have about 2,000
 
@@ -150,7 +151,7 @@ class _Expander:
         kind, args = self._split(raw, loc, path)
         if is_expression(kind):
             kind = str(resolve_values(kind, env, loc, path))
-        args_loc = loc_of(raw, kind) if _is_map(raw) and kind in raw else loc
+        args_loc = _value_loc(raw, kind) if isinstance(raw, dict) and kind in raw else loc
         where = f"{path}.{kind}"
         if kind in COMBINATORS:
             if not _is_map(args):
@@ -164,7 +165,7 @@ class _Expander:
         if _is_map(args):
             args = resolve_values(args, env, args_loc, where)
             # a YMap without 'name'/'when' is what taking them out would copy (nothing changes it later)
-            if type(args) is not YMap or any(k in args for k in META_KEYS):
+            if type(args) is not YMap or not _META.isdisjoint(args):
                 meta = {k: args[k] for k in META_KEYS if k in args}
                 rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
                 rest.key_locs = getattr(args, "key_locs", {})
@@ -203,7 +204,7 @@ class _Expander:
             exc.message += f" (input shape {_fmt(shape)})"
             exc.args = (exc._render(),)
             raise
-        if any(s <= 0 for s in out):
+        if out and min(out) <= 0:
             raise ShapeError(f"{prim.name} gives an empty output {_fmt(out)} from input {_fmt(shape)}", location=loc, path=path)
         return Leaf(name, prim, spec, shape, out, loc)
 
@@ -280,6 +281,13 @@ class _Expander:
         self.work += memo.work
         self.deepest = max(self.deepest, self.depth + memo.depth)
         return Expanded(_copy(memo.items), memo.out_shape)
+
+
+def _value_loc(raw: Any, key: str) -> Location | None:
+    """``loc_of(raw, key)`` for a key in the mapping, without its dispatch (once per layer node)."""
+    if type(raw) is YMap:
+        return getattr(raw[key], "loc", None) or raw.key_locs.get(key) or raw.loc
+    return loc_of(raw, key)
 
 
 def _item_loc(nodes: Any, i: int) -> Location | None:

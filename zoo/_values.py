@@ -47,7 +47,8 @@ def _resolve(raw: Any, env: Mapping[str, Any]) -> Any:
         out = _like(raw, raw)
         for k in dyn:  # in the mapping's order, so the first error is the one the walk would meet
             if k not in _LAYER_FIELDS:
-                out[k] = _resolve(raw[k], env)
+                value = raw[k]
+                out[k] = interpolate(value, env) if isinstance(value, str) else _resolve(value, env)
         return out
     return raw
 
