@@ -26,6 +26,8 @@ __all__ = ["MAX_BYTES", "YList", "YMap", "load_yaml", "loc_of", "parse_yaml"]
 MAX_NODES = 200_000  # values after alias expansion; a real architecture file has a few thousand
 MAX_DEPTH = 64  # nesting depth; real files stay under 20
 
+_STR = "tag:yaml.org,2002:str"
+_PLAIN_SCALAR_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"}
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:int",
@@ -165,7 +167,17 @@ class _Builder:
                 location=loc,
             )
         if isinstance(node, ScalarNode):
-            return self.constructor.construct_object(node, deep=True)
+            if node.tag == _STR:  # most scalars: the text itself, as the constructor would give it
+                return node.value
+            if node.tag in _PLAIN_SCALAR_TAGS:
+                # the tag's own constructor, without construct_object's bookkeeping for shared
+                # nodes (which a number, immutable once built, does not need)
+                try:
+                    return self.constructor.yaml_constructors[node.tag](self.constructor, node)
+                except (ValueError, KeyError):  # an explicit tag on text that is not one: '!!int x'
+                    kind = node.tag.rsplit(":", 1)[-1]
+                    raise SchemaError(f"invalid YAML value: {node.value!r} is not a YAML {kind}", location=loc) from None
+            return self.constructor.construct_object(node, deep=True)  # e.g. '!!map text': its error
         if isinstance(node, SequenceNode):
             out = YList(loc=loc)
             for item in node.value:

@@ -178,3 +178,21 @@ def test_marked_values_locate_errors() -> None:
         resolve_values(doc["mixed"], {}, doc["mixed"].loc, "layers[0].mixed")
     assert (info.value.line, info.value.column) == (3, 11)  # the key of the failing value
     assert "unknown parameter 'w'" in str(info.value) and "layers[0].mixed.filters" in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: !!int x", "f.yaml:1:4: invalid YAML value: 'x' is not a YAML int"),
+    ("a:\n  b: !!bool maybe", "f.yaml:2:6: invalid YAML value: 'maybe' is not a YAML bool"),
+    ("a: !!float x", "f.yaml:1:4: invalid YAML value: 'x' is not a YAML float"),
+])
+def test_tagged_scalar_that_is_not_one_is_a_schema_error(text: str, message: str) -> None:
+    """A standard tag on text it does not fit was a bare ValueError/KeyError from the constructor."""
+    with pytest.raises(zoo.SchemaError) as info:
+        parse_yaml(text, "f.yaml")
+    assert str(info.value) == message
+
+
+def test_tagged_scalars_that_fit() -> None:
+    assert parse_yaml("a: [!!int 0o17, !!float 1, !!bool yes, !!null ~, !!str 5, 1_000, .inf]", "f.yaml") == {
+        "a": [15, 1.0, True, None, "5", 1000, float("inf")],
+    }
