@@ -94,11 +94,18 @@ def bind_params(
             scope[key] = given[key]
         elif isinstance(default, str) and default == REQUIRED:
             raise SchemaError(f"{what} needs parameter {key!r}", location=loc, path=path)
+        elif _is_plain(default):
+            scope[key] = default
         else:
             scope[key] = _eval_value(default, scope, loc_of(declared, key) or loc, f"params.{key}")
     for key, value in let.items():
-        scope[key] = _eval_value(value, scope, loc_of(let, key) or loc, f"let.{key}")
+        scope[key] = value if _is_plain(value) else _eval_value(value, scope, loc_of(let, key) or loc, f"let.{key}")
     return scope
+
+
+def _is_plain(value: Any) -> bool:
+    """What :func:`_eval_value` gives back as it is (then its position need not be looked up)."""
+    return not isinstance(value, list) and not (isinstance(value, str) and "${" in value)
 
 
 def _eval_value(value: Any, scope: Mapping[str, Any], loc: Location | None, path: str) -> Any:
