@@ -64,13 +64,18 @@ class Catalog:
 def count_expanded(expanded: Expanded, *, convention: str = "pytorch") -> int:
     """Parameters of an expanded tree from the primitive table's rules; ``keras`` adds what
     Keras counts as non-trainable parameters (batch-norm moving statistics)."""
-    from ._tree import leaf_params, leaves
+    from ._tree import Leaf, leaf_params
 
     total = 0
-    for leaf in leaves(expanded.items):
-        total += leaf_params(leaf)
-        if convention == "keras" and leaf.primitive.statistics is not None:
-            total += leaf.primitive.statistics(leaf.spec, leaf.in_shape)
+    stack = [expanded.items]  # a walk with a stack: nested generators pass each leaf up every level
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, Leaf):
+                total += leaf_params(item)
+                if convention == "keras" and item.primitive.statistics is not None:
+                    total += item.primitive.statistics(item.spec, item.in_shape)
+            else:
+                stack.extend(item.parts)
     return total
 
 
