@@ -108,12 +108,15 @@ class _Expander:
                     location=loc, path=path,
                 )
             items: list[Item] = []
+            expand = self.expand_node if self.errors is None else self._expand_or_collect
+            item_locs = nodes.item_locs if type(nodes) is YList and len(nodes.item_locs) == len(nodes) else None
             for i, raw in enumerate(nodes):
-                node_loc = _item_loc(nodes, i) or loc
-                new = self._expand_or_collect(raw, env, shape, f"{path}[{i}]", node_loc)
-                for item in new:
-                    shape = item.out_shape
-                items.extend(new)
+                # loc_of(nodes, i), spelled out: this runs once per layer node
+                node_loc = (getattr(raw, "loc", None) or item_locs[i] if item_locs is not None else loc_of(nodes, i)) or loc
+                new = expand(raw, env, shape, f"{path}[{i}]", node_loc)
+                if new:
+                    shape = new[-1].out_shape
+                    items += new
             return Expanded(items, shape)
         finally:
             self.depth -= 1
@@ -148,7 +151,10 @@ class _Expander:
 
     def expand_node(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
         self._work(loc, path)
-        kind, args = self._split(raw, loc, path)
+        if type(raw) is YMap and len(raw) == 1:  # the common '{type: args}', without _split's checks
+            kind, args = next(iter(raw.items()))
+        else:
+            kind, args = self._split(raw, loc, path)
         if is_expression(kind):
             kind = str(resolve_values(kind, env, loc, path))
         args_loc = _value_loc(raw, kind) if isinstance(raw, dict) and kind in raw else loc
@@ -288,13 +294,6 @@ def _value_loc(raw: Any, key: str) -> Location | None:
     if type(raw) is YMap:
         return getattr(raw[key], "loc", None) or raw.key_locs.get(key) or raw.loc
     return loc_of(raw, key)
-
-
-def _item_loc(nodes: Any, i: int) -> Location | None:
-    """``loc_of(nodes, i)`` for an index in range, without its dispatch (once per layer node)."""
-    if type(nodes) is YList:
-        return getattr(nodes[i], "loc", None) or (nodes.item_locs[i] if i < len(nodes.item_locs) else None)
-    return loc_of(nodes, i)
 
 
 def _validated(prim: Primitive, args: Any, path: str, loc: Location | None) -> Any:
