@@ -9,10 +9,13 @@ unchanged reads them, hashes them and looks the rows up: it imports neither torc
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,13 +64,18 @@ class Catalog:
 def count_expanded(expanded: Expanded, *, convention: str = "pytorch") -> int:
     """Parameters of an expanded tree from the primitive table's rules; ``keras`` adds what
     Keras counts as non-trainable parameters (batch-norm moving statistics)."""
-    from ._tree import leaf_params, leaves
+    from ._tree import Leaf, leaf_params
 
     total = 0
-    for leaf in leaves(expanded.items):
-        total += leaf_params(leaf)
-        if convention == "keras" and leaf.primitive.statistics is not None:
-            total += leaf.primitive.statistics(leaf.spec, leaf.in_shape)
+    stack = [expanded.items]  # a walk with a stack: nested generators pass each leaf up every level
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, Leaf):
+                total += leaf_params(item)
+                if convention == "keras" and item.primitive.statistics is not None:
+                    total += item.primitive.statistics(item.spec, item.in_shape)
+            else:
+                stack.extend(item.parts)
     return total
 
 
@@ -217,13 +225,28 @@ def _as_row(data: dict[str, Any]) -> Row | None:
     return Row(**data)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Counting a cold listing parses every file and expands every model: hundreds of thousands of
+    short-lived objects, which set off the cyclic collector over and over, each time walking every
+    live parse tree (about a tenth of a cold ``zoo list``). They form no cycles, so the collector is
+    paused while counting and given back as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def catalog(pattern: str | None = None, *, registry: Registry = REGISTRY) -> Catalog:
     """Rows for the registered models matching ``pattern``, and the first error of every broken
     file or model (whatever the pattern: a broken file anywhere in the path is worth knowing)."""
     rows: list[Row] = []
     problems: list[str] = []
     where = cache_file()
-    with registry.pinned() as index, _CACHE.lock:
+    with registry.pinned() as index, _CACHE.lock, _collector_paused():
         _CACHE.use(where)
         problems += [str(p) for p in index.problems]
         problems += [str(p) for p in registry.duplicate_errors()]

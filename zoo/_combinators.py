@@ -69,7 +69,7 @@ def _residual(ex: _Expander, raw: Any, env: Mapping[str, Any], shape: Shape, pat
     collected = len(ex.errors or [])
     body = ex.expand_list(raw["body"], env, shape, f"{path}.body", loc)
     # a body emptied by errors collected inside it (zoo validate) is not a 'when:' mistake
-    if not list(leaves(body.items)) and len(ex.errors or []) == collected:
+    if next(leaves(body.items), None) is None and len(ex.errors or []) == collected:
         raise SchemaError(
             "residual body is empty: every layer of it is dropped by 'when:'",
             location=loc, path=f"{path}.body", hint="put the 'when:' on the residual itself",

@@ -37,6 +37,7 @@ from ._yaml import YList, YMap, loc_of
 
 __all__ = ["bind_params", "builtin_names", "expand"]
 
+_META = frozenset(META_KEYS)
 _SPECS: dict[tuple[type, str], Any] = {}  # (spec class, repr of its arguments) -> the validated spec
 _MAX_SPECS = 8192  # distinct layer configurations remembered; the shipped files have about 2,000
 
@@ -107,12 +108,15 @@ class _Expander:
                     location=loc, path=path,
                 )
             items: list[Item] = []
+            expand = self.expand_node if self.errors is None else self._expand_or_collect
+            item_locs = nodes.item_locs if type(nodes) is YList and len(nodes.item_locs) == len(nodes) else None
             for i, raw in enumerate(nodes):
-                node_loc = loc_of(nodes, i) or loc
-                new = self._expand_or_collect(raw, env, shape, f"{path}[{i}]", node_loc)
-                for item in new:
-                    shape = item.out_shape
-                items.extend(new)
+                # loc_of(nodes, i), spelled out: this runs once per layer node
+                node_loc = (getattr(raw, "loc", None) or item_locs[i] if item_locs is not None else loc_of(nodes, i)) or loc
+                new = expand(raw, env, shape, f"{path}[{i}]", node_loc)
+                if new:
+                    shape = new[-1].out_shape
+                    items += new
             return Expanded(items, shape)
         finally:
             self.depth -= 1
@@ -147,36 +151,42 @@ class _Expander:
 
     def expand_node(self, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
         self._work(loc, path)
-        kind, args = self._split(raw, loc, path)
+        if type(raw) is YMap and len(raw) == 1:  # the common '{type: args}', without _split's checks
+            kind, args = next(iter(raw.items()))
+        else:
+            kind, args = self._split(raw, loc, path)
         if is_expression(kind):
             kind = str(resolve_values(kind, env, loc, path))
-        args_loc = loc_of(raw, kind) if _is_map(raw) and kind in raw else loc
+        args_loc = _value_loc(raw, kind) if isinstance(raw, dict) and kind in raw else loc
+        where = f"{path}.{kind}"
         if kind in COMBINATORS:
             if not _is_map(args):
-                raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=f"{path}.{kind}")
+                raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=where)
             self._work(loc, path, 2)
-            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
-            if not self._when(args.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
+            args = resolve_values(args, env, args_loc, where)
+            if "when" in args and not self._when(args["when"], loc_of(args, "when") or args_loc, where):
                 return []
-            return COMBINATORS[kind](self, args, env, shape, f"{path}.{kind}", loc)
+            return COMBINATORS[kind](self, args, env, shape, where, loc)
         meta: dict[str, Any] = {}
         if _is_map(args):
-            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
-            meta = {k: args[k] for k in META_KEYS if k in args}
-            rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
-            rest.key_locs = getattr(args, "key_locs", {})
-            args = rest
+            args = resolve_values(args, env, args_loc, where)
+            # a YMap without 'name'/'when' is what taking them out would copy (nothing changes it later)
+            if type(args) is not YMap or not _META.isdisjoint(args):
+                meta = {k: args[k] for k in META_KEYS if k in args}
+                rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
+                rest.key_locs = getattr(args, "key_locs", {})
+                args = rest
         elif args is not None:
-            args = resolve_values(args, env, args_loc, f"{path}.{kind}")
-        if not self._when(meta.get("when", True), loc_of(args, "when") or args_loc, f"{path}.{kind}"):
+            args = resolve_values(args, env, args_loc, where)
+        if "when" in meta and not self._when(meta["when"], loc_of(args, "when") or args_loc, where):
             return []
         name = meta.get("name")
         if name is not None:
-            _check_name(name, loc_of(args, "name") or args_loc, f"{path}.{kind}.name")
+            _check_name(name, loc_of(args, "name") or args_loc, f"{where}.name")
         if kind in PRIMITIVES:
-            return [self._primitive(PRIMITIVES[kind], args, name, shape, f"{path}.{kind}", args_loc or loc)]
+            return [self._primitive(PRIMITIVES[kind], args, name, shape, where, args_loc or loc)]
         if kind in self.blocks:
-            return self._block(kind, args, name, shape, f"{path}.{kind}", args_loc or loc)
+            return self._block(kind, args, name, shape, where, args_loc or loc)
         raise UnknownNameError(f"no layer or block {kind!r}", location=loc, path=path, hint=layer_hint(kind, self._known()))
 
     def _count(self, loc: Location | None) -> None:
@@ -200,7 +210,7 @@ class _Expander:
             exc.message += f" (input shape {_fmt(shape)})"
             exc.args = (exc._render(),)
             raise
-        if any(s <= 0 for s in out):
+        if out and min(out) <= 0:
             raise ShapeError(f"{prim.name} gives an empty output {_fmt(out)} from input {_fmt(shape)}", location=loc, path=path)
         return Leaf(name, prim, spec, shape, out, loc)
 
@@ -277,6 +287,13 @@ class _Expander:
         self.work += memo.work
         self.deepest = max(self.deepest, self.depth + memo.depth)
         return Expanded(_copy(memo.items), memo.out_shape)
+
+
+def _value_loc(raw: Any, key: str) -> Location | None:
+    """``loc_of(raw, key)`` for a key in the mapping, without its dispatch (once per layer node)."""
+    if type(raw) is YMap:
+        return getattr(raw[key], "loc", None) or raw.key_locs.get(key) or raw.loc
+    return loc_of(raw, key)
 
 
 def _validated(prim: Primitive, args: Any, path: str, loc: Location | None) -> Any:

@@ -100,31 +100,50 @@ def is_expression(value: Any) -> bool:
 
 def interpolate(value: str, env: Mapping[str, Any]) -> Any:
     """``"${a * 2}"`` gives the value itself; ``"layer${i + 1}"`` gives a string."""
-    whole = _TEMPLATE.fullmatch(value.strip())
-    if whole:
-        return evaluate(whole.group(1), env)
+    plan = _plan(value)
+    if isinstance(plan, str):  # the whole value is one expression
+        return evaluate(plan, env)
+    pieces, rest, unterminated = plan
     parts: list[str] = []
-    last = 0
-    for match in _TEMPLATE.finditer(value):
-        parts.append(value[last : match.start()])
-        parts.append(str(evaluate(match.group(1), env)))
-        last = match.end()
-        if sum(map(len, parts)) > MAX_ITEMS:  # many ${...} in one string add up
+    total = 0
+    for literal, text in pieces:
+        piece = str(evaluate(text, env))
+        parts += (literal, piece)
+        total += len(literal) + len(piece)
+        if total > MAX_ITEMS:  # many ${...} in one string add up
             raise ExpressionError(f"interpolated text longer than {MAX_ITEMS:,} characters")
-    rest = value[last:]
-    if "${" in rest:
+    if unterminated:
         raise ExpressionError(f"unterminated '${{' in {value!r}", hint="write ${expression}")
     parts.append(rest)
     return "".join(parts)
+
+
+_Plan = str | tuple[tuple[tuple[str, str], ...], str, bool]
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(value: str) -> _Plan:
+    """How a template is put together, found once per distinct string (a block's templates repeat
+    at every use): the text of its only expression, or its (literal, expression) pieces, the text
+    after the last one, and whether that text holds an unterminated ``${``."""
+    whole = _TEMPLATE.fullmatch(value.strip())
+    if whole:
+        return whole.group(1)
+    pieces: list[tuple[str, str]] = []
+    last = 0
+    for match in _TEMPLATE.finditer(value):
+        pieces.append((value[last : match.start()], match.group(1)))
+        last = match.end()
+    rest = value[last:]
+    return tuple(pieces), rest, "${" in rest
 
 
 def evaluate(text: str, env: Mapping[str, Any]) -> Any:
     """Evaluate one expression (the part inside ``${...}``) over ``env``."""
     if len(text) > _MAX_TEXT:
         raise ExpressionError(f"expression longer than {_MAX_TEXT} characters")
-    tree = _parse(text.strip())
     try:
-        return _Evaluator(env, text).visit(tree.body)
+        return _compiled(text)(env)
     except ExpressionError:
         raise
     except ZeroDivisionError:
@@ -137,9 +156,7 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"cannot evaluate ${{{text}}}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> ast.Expression:
-    """Parsed once per distinct text: a block template's expressions repeat across every use."""
     try:
         return ast.parse(text, mode="eval")
     except SyntaxError as exc:
@@ -148,131 +165,234 @@ def _parse(text: str) -> ast.Expression:
         raise ExpressionError(f"invalid expression {text!r}") from None
 
 
-class _Evaluator:
-    def __init__(self, env: Mapping[str, Any], text: str) -> None:
-        self.env = env
-        self.text = text
+# -- the compiler
+#
+# Each distinct expression text is parsed and compiled once (a block's expressions repeat at every
+# use) into a tree of closures, each ``(env) -> value``, carrying the checks its operator needs.
+# The closures make the same checks in the same order as a walk over the syntax tree: a node that
+# is not allowed compiles to a closure that raises when it is reached, so ``${c if true else x.y}``
+# evaluates and the first error met is the one reported. Closures only: no Python code is compiled.
 
-    def visit(self, node: ast.AST) -> Any:
-        method = getattr(self, "visit_" + type(node).__name__, None)
-        if method is None:
-            raise ExpressionError(
-                f"{type(node).__name__.lower()} is not allowed in ${{{self.text}}}: expressions "
-                "may use numbers, parameters, arithmetic, comparisons, 'x if c else y', lists, "
-                f"indexing and {', '.join(sorted(FUNCTIONS))}()"
-            )
-        return method(node)
+_Fn = Callable[[Mapping[str, Any]], Any]
+_MISSING = object()
 
-    def visit_Constant(self, node: ast.Constant) -> Any:
-        if not isinstance(node.value, (int, float, str, bool)) and node.value is not None:
-            raise ExpressionError(f"constant {node.value!r} is not allowed in ${{{self.text}}}")
-        return node.value
 
-    def visit_Name(self, node: ast.Name) -> Any:
-        name = node.id
-        if name.startswith("__"):
-            raise ExpressionError(f"name {name!r} is not allowed in ${{{self.text}}}")
-        if name in self.env:
-            return _check_size(self.env[name], self.text) if isinstance(self.env[name], (str, list)) else self.env[name]
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> _Fn:
+    """The closure tree of one expression (``text`` as written, for the messages)."""
+    return _compile(_parse(text.strip()).body, text)
+
+
+def _compile(node: ast.AST, text: str) -> _Fn:
+    return _COMPILERS.get(type(node), _not_allowed)(node, text)
+
+
+def _fail(message: str, hint: str = "") -> _Fn:
+    def fail(env: Mapping[str, Any]) -> Any:
+        raise ExpressionError(message, hint=hint)
+    return fail
+
+
+def _not_allowed(node: ast.AST, text: str) -> _Fn:
+    return _fail(
+        f"{type(node).__name__.lower()} is not allowed in ${{{text}}}: expressions "
+        "may use numbers, parameters, arithmetic, comparisons, 'x if c else y', lists, "
+        f"indexing and {', '.join(sorted(FUNCTIONS))}()"
+    )
+
+
+def _c_constant(node: ast.Constant, text: str) -> _Fn:
+    value = node.value
+    if not isinstance(value, (int, float, str, bool)) and value is not None:
+        return _fail(f"constant {value!r} is not allowed in ${{{text}}}")
+    return lambda env: value
+
+
+def _c_name(node: ast.Name, text: str) -> _Fn:
+    name = node.id
+    if name.startswith("__"):
+        return _fail(f"name {name!r} is not allowed in ${{{text}}}")
+
+    def load(env: Mapping[str, Any]) -> Any:
+        value = env.get(name, _MISSING)
+        if value is not _MISSING:
+            return _check_size(value, text) if isinstance(value, (str, list)) else value
         if name in _CONSTANT_NAMES:
             return _CONSTANT_NAMES[name]
         raise ExpressionError(
-            f"unknown parameter {name!r} in ${{{self.text}}}",
-            hint=did_you_mean(name, self.env) or f"known: {', '.join(sorted(self.env)) or 'none'}",
+            f"unknown parameter {name!r} in ${{{text}}}",
+            hint=did_you_mean(name, env) or f"known: {', '.join(sorted(env)) or 'none'}",
         )
+    return load
 
-    def visit_BinOp(self, node: ast.BinOp) -> Any:
-        op = _BINOPS.get(type(node.op))
-        if op is None:
-            raise ExpressionError(f"operator {type(node.op).__name__} is not allowed in ${{{self.text}}}")
-        left, right = self.visit(node.left), self.visit(node.right)
-        if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > 64:
-            raise ExpressionError(f"exponent {right} too large in ${{{self.text}}}")
-        if isinstance(node.op, ast.Mod) and isinstance(left, str):
-            # '%999999999d' % 1 would build a gigabyte string: no printf formatting
-            raise ExpressionError(f"'%' formatting of strings is not allowed in ${{{self.text}}}")
-        if isinstance(node.op, ast.Mult) and (isinstance(left, (str, list)) or isinstance(right, (str, list))):
-            seq, count = (left, right) if isinstance(left, (str, list)) else (right, left)
-            if isinstance(count, int) and not isinstance(count, bool) and len(seq) * max(count, 0) > MAX_ITEMS:
-                raise ExpressionError(
-                    f"repetition would give {len(seq) * count:,} items (more than {MAX_ITEMS:,}) in ${{{self.text}}}"
-                )
-        if isinstance(node.op, ast.Add) and isinstance(left, (str, list)) and isinstance(right, (str, list)):
-            if len(left) + len(right) > MAX_ITEMS:
-                raise ExpressionError(f"value longer than {MAX_ITEMS:,} items in ${{{self.text}}}")
-        return _check_size(op(left, right), self.text)
 
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
-        value = self.visit(node.operand)
-        if isinstance(node.op, ast.USub):
-            return _check_size(-value, self.text)
-        if isinstance(node.op, ast.UAdd):
-            return _check_size(+value, self.text)
-        if isinstance(node.op, ast.Not):
-            return not value
-        raise ExpressionError(f"operator {type(node.op).__name__} is not allowed in ${{{self.text}}}")
+def _c_binop(node: ast.BinOp, text: str) -> _Fn:
+    op_type = type(node.op)
+    op = _BINOPS.get(op_type)
+    if op is None:
+        return _fail(f"operator {op_type.__name__} is not allowed in ${{{text}}}")
+    left, right = _compile(node.left, text), _compile(node.right, text)
+    check = _BINOP_CHECKS.get(op_type)
+    if check is None:
+        return lambda env: _check_size(op(left(env), right(env)), text)
 
-    def visit_BoolOp(self, node: ast.BoolOp) -> Any:
-        if isinstance(node.op, ast.And):
+    def binop(env: Mapping[str, Any]) -> Any:
+        a, b = left(env), right(env)
+        check(a, b, text)
+        return _check_size(op(a, b), text)
+    return binop
+
+
+def _check_pow(left: Any, right: Any, text: str) -> None:
+    if isinstance(right, (int, float)) and abs(right) > 64:
+        raise ExpressionError(f"exponent {right} too large in ${{{text}}}")
+
+
+def _check_mod(left: Any, right: Any, text: str) -> None:
+    if isinstance(left, str):  # '%999999999d' % 1 would build a gigabyte string: no printf formatting
+        raise ExpressionError(f"'%' formatting of strings is not allowed in ${{{text}}}")
+
+
+def _check_mult(left: Any, right: Any, text: str) -> None:
+    if isinstance(left, (str, list)) or isinstance(right, (str, list)):
+        seq, count = (left, right) if isinstance(left, (str, list)) else (right, left)
+        if isinstance(count, int) and not isinstance(count, bool) and len(seq) * max(count, 0) > MAX_ITEMS:
+            raise ExpressionError(
+                f"repetition would give {len(seq) * count:,} items (more than {MAX_ITEMS:,}) in ${{{text}}}"
+            )
+
+
+def _check_add(left: Any, right: Any, text: str) -> None:
+    if isinstance(left, (str, list)) and isinstance(right, (str, list)) and len(left) + len(right) > MAX_ITEMS:
+        raise ExpressionError(f"value longer than {MAX_ITEMS:,} items in ${{{text}}}")
+
+
+# checks made before an operator is applied: the result is checked after, but a too-long string
+# or list must be refused before it is built
+_BINOP_CHECKS: dict[type, Callable[[Any, Any, str], None]] = {
+    ast.Pow: _check_pow, ast.Mod: _check_mod, ast.Mult: _check_mult, ast.Add: _check_add,
+}
+
+
+def _c_unaryop(node: ast.UnaryOp, text: str) -> _Fn:
+    operand = _compile(node.operand, text)
+    if isinstance(node.op, ast.USub):
+        return lambda env: _check_size(-operand(env), text)
+    if isinstance(node.op, ast.UAdd):
+        return lambda env: _check_size(+operand(env), text)
+    if isinstance(node.op, ast.Not):
+        return lambda env: not operand(env)
+    fail = _fail(f"operator {type(node.op).__name__} is not allowed in ${{{text}}}")
+
+    def refused(env: Mapping[str, Any]) -> Any:
+        operand(env)  # its errors come first, as they would in a walk
+        return fail(env)
+    return refused
+
+
+def _c_boolop(node: ast.BoolOp, text: str) -> _Fn:
+    values = [_compile(v, text) for v in node.values]
+    if isinstance(node.op, ast.And):
+        def all_of(env: Mapping[str, Any]) -> Any:
             result: Any = True
-            for value in node.values:
-                result = self.visit(value)
+            for value in values:
+                result = value(env)
                 if not result:
                     return result
             return result
-        result = False
-        for value in node.values:
-            result = self.visit(value)
+        return all_of
+
+    def any_of(env: Mapping[str, Any]) -> Any:
+        result: Any = False
+        for value in values:
+            result = value(env)
             if result:
                 return result
         return result
+    return any_of
 
-    def visit_Compare(self, node: ast.Compare) -> Any:
-        left = self.visit(node.left)
-        for op_node, right_node in zip(node.ops, node.comparators, strict=True):
-            right = self.visit(right_node)
-            if not _CMPOPS[type(op_node)](left, right):
+
+def _c_compare(node: ast.Compare, text: str) -> _Fn:
+    first = _compile(node.left, text)
+    rest = [(type(op), _compile(right, text)) for op, right in zip(node.ops, node.comparators, strict=True)]
+
+    def compare(env: Mapping[str, Any]) -> Any:
+        left = first(env)
+        for op_type, right_fn in rest:
+            right = right_fn(env)
+            if not _CMPOPS[op_type](left, right):  # 'is' has no entry: a KeyError, reported as such
                 return False
             left = right
         return True
+    return compare
 
-    def visit_IfExp(self, node: ast.IfExp) -> Any:
-        return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
 
-    def visit_List(self, node: ast.List) -> Any:
-        return _check_size([self.visit(e) for e in node.elts], self.text)
+def _c_ifexp(node: ast.IfExp, text: str) -> _Fn:
+    test, body, orelse = _compile(node.test, text), _compile(node.body, text), _compile(node.orelse, text)
+    return lambda env: body(env) if test(env) else orelse(env)
 
-    def visit_Tuple(self, node: ast.Tuple) -> Any:
-        return _check_size([self.visit(e) for e in node.elts], self.text)
 
-    def visit_Subscript(self, node: ast.Subscript) -> Any:
-        container = self.visit(node.value)
-        if isinstance(node.slice, ast.Slice):
-            raise ExpressionError(f"slices are not allowed in ${{{self.text}}}")
-        index = self.visit(node.slice)
+def _c_list(node: ast.List | ast.Tuple, text: str) -> _Fn:
+    elts = [_compile(e, text) for e in node.elts]
+    return lambda env: _check_size([e(env) for e in elts], text)
+
+
+def _c_subscript(node: ast.Subscript, text: str) -> _Fn:
+    container_fn = _compile(node.value, text)
+    if isinstance(node.slice, ast.Slice):
+        fail = _fail(f"slices are not allowed in ${{{text}}}")
+        return lambda env: (container_fn(env), fail(env))
+    index_fn = _compile(node.slice, text)
+
+    def subscript(env: Mapping[str, Any]) -> Any:
+        container, index = container_fn(env), index_fn(env)
         if not isinstance(container, (list, str)) or not isinstance(index, int):
-            raise ExpressionError(f"only lists can be indexed, by integers, in ${{{self.text}}}")
+            raise ExpressionError(f"only lists can be indexed, by integers, in ${{{text}}}")
         if not -len(container) <= index < len(container):
-            raise ExpressionError(f"index {index} out of range (length {len(container)}) in ${{{self.text}}}")
+            raise ExpressionError(f"index {index} out of range (length {len(container)}) in ${{{text}}}")
         return container[index]
+    return subscript
 
-    def visit_Call(self, node: ast.Call) -> Any:
-        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
-            shown = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)[:40]
-            raise ExpressionError(
-                f"call to {shown!r} is not allowed in ${{{self.text}}}",
-                hint=f"allowed functions: {', '.join(sorted(FUNCTIONS))}",
-            )
-        args = [self.visit(a) for a in node.args]
-        if node.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 64:
+
+def _c_call(node: ast.Call, text: str) -> _Fn:
+    func = node.func
+    if not isinstance(func, ast.Name) or func.id not in FUNCTIONS or node.keywords:
+        shown = func.id if isinstance(func, ast.Name) else ast.unparse(func)[:40]
+        return _fail(f"call to {shown!r} is not allowed in ${{{text}}}", hint=f"allowed functions: {', '.join(sorted(FUNCTIONS))}")
+    name = func.id
+    arg_fns = [_compile(a, text) for a in node.args]
+
+    def call(env: Mapping[str, Any]) -> Any:
+        args = [a(env) for a in arg_fns]
+        if name == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 64:
             # round(5, -10**18) computes 10**(10**18) before answering: refuse the digit count
-            raise ExpressionError(f"round() to {args[1]} digits is not allowed in ${{{self.text}}}")
-        return _check_size(FUNCTIONS[node.func.id](*args), self.text)
+            raise ExpressionError(f"round() to {args[1]} digits is not allowed in ${{{text}}}")
+        return _check_size(FUNCTIONS[name](*args), text)
+    return call
+
+
+_COMPILERS: dict[type, Callable[[Any, str], _Fn]] = {
+    ast.Constant: _c_constant,
+    ast.Name: _c_name,
+    ast.BinOp: _c_binop,
+    ast.UnaryOp: _c_unaryop,
+    ast.BoolOp: _c_boolop,
+    ast.Compare: _c_compare,
+    ast.IfExp: _c_ifexp,
+    ast.List: _c_list,
+    ast.Tuple: _c_list,
+    ast.Subscript: _c_subscript,
+    ast.Call: _c_call,
+}
 
 
 def _check_size(value: Any, text: str) -> Any:
     """Every intermediate value is checked: numbers stay finite and below 2**63, strings and lists
     below MAX_ITEMS, and nothing outside the plain types (``(-8) ** 0.5`` is complex) survives."""
+    if type(value) is int:  # the common case first (a bool is not ``int`` by type)
+        if abs(value) > _MAX_INT:
+            raise ExpressionError(f"value too large in ${{{text}}}")
+        return value
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):

@@ -35,9 +35,21 @@ def _resolve(raw: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(raw, str):
         return interpolate(raw, env) if "${" in raw else raw
     if isinstance(raw, list):
+        if getattr(raw, "flat", False):  # parsed scalars with no '${': nothing to evaluate
+            return list(raw)
         return [_resolve(v, env) for v in raw]
     if isinstance(raw, dict):
-        return _like(raw, {k: v if k in _LAYER_FIELDS else _resolve(v, env) for k, v in raw.items()})
+        dyn = getattr(raw, "dyn", None)
+        if dyn is None:  # not from the parser: look at every value
+            return _like(raw, {k: v if k in _LAYER_FIELDS else _resolve(v, env) for k, v in raw.items()})
+        if not dyn:  # parsed scalars with no '${': the walk would give an equal copy
+            return raw
+        out = _like(raw, raw)
+        for k in dyn:  # in the mapping's order, so the first error is the one the walk would meet
+            if k not in _LAYER_FIELDS:
+                value = raw[k]
+                out[k] = interpolate(value, env) if isinstance(value, str) else _resolve(value, env)
+        return out
     return raw
 
 
@@ -82,11 +94,18 @@ def bind_params(
             scope[key] = given[key]
         elif isinstance(default, str) and default == REQUIRED:
             raise SchemaError(f"{what} needs parameter {key!r}", location=loc, path=path)
+        elif _is_plain(default):
+            scope[key] = default
         else:
             scope[key] = _eval_value(default, scope, loc_of(declared, key) or loc, f"params.{key}")
     for key, value in let.items():
-        scope[key] = _eval_value(value, scope, loc_of(let, key) or loc, f"let.{key}")
+        scope[key] = value if _is_plain(value) else _eval_value(value, scope, loc_of(let, key) or loc, f"let.{key}")
     return scope
+
+
+def _is_plain(value: Any) -> bool:
+    """What :func:`_eval_value` gives back as it is (then its position need not be looked up)."""
+    return not isinstance(value, list) and not (isinstance(value, str) and "${" in value)
 
 
 def _eval_value(value: Any, scope: Mapping[str, Any], loc: Location | None, path: str) -> Any:

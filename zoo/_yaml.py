@@ -26,6 +26,8 @@ __all__ = ["MAX_BYTES", "YList", "YMap", "load_yaml", "loc_of", "parse_yaml"]
 MAX_NODES = 200_000  # values after alias expansion; a real architecture file has a few thousand
 MAX_DEPTH = 64  # nesting depth; real files stay under 20
 
+_STR = "tag:yaml.org,2002:str"
+_PLAIN_SCALAR_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"}
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:int",
@@ -42,11 +44,16 @@ class YMap(dict[str, Any]):
 
     loc: Location | None
     key_locs: dict[str, Location]
+    # the keys whose values are not plain scalars (lists, mappings, text holding '${'), set by the
+    # parser, which sees every value; None for a mapping made later ("not known"). Evaluating the
+    # expressions of a mapping only needs to look at these.
+    dyn: tuple[str, ...] | None
 
     def __init__(self, *args: Any, loc: Location | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loc = loc
         self.key_locs = {}
+        self.dyn = None
 
 
 class YList(list[Any]):
@@ -54,11 +61,13 @@ class YList(list[Any]):
 
     loc: Location | None
     item_locs: list[Location | None]
+    flat: bool  # every item a plain scalar (see YMap.dyn); False when not known
 
     def __init__(self, *args: Any, loc: Location | None = None) -> None:
         super().__init__(*args)
         self.loc = loc
         self.item_locs = []
+        self.flat = False
 
 
 def loc_of(container: Any, key: Any = None) -> Location | None:
@@ -158,12 +167,23 @@ class _Builder:
                 location=loc,
             )
         if isinstance(node, ScalarNode):
-            return self.constructor.construct_object(node, deep=True)
+            if node.tag == _STR:  # most scalars: the text itself, as the constructor would give it
+                return node.value
+            if node.tag in _PLAIN_SCALAR_TAGS:
+                # the tag's own constructor, without construct_object's bookkeeping for shared
+                # nodes (which a number, immutable once built, does not need)
+                try:
+                    return self.constructor.yaml_constructors[node.tag](self.constructor, node)
+                except (ValueError, KeyError):  # an explicit tag on text that is not one: '!!int x'
+                    kind = node.tag.rsplit(":", 1)[-1]
+                    raise SchemaError(f"invalid YAML value: {node.value!r} is not a YAML {kind}", location=loc) from None
+            return self.constructor.construct_object(node, deep=True)  # e.g. '!!map text': its error
         if isinstance(node, SequenceNode):
             out = YList(loc=loc)
             for item in node.value:
                 out.append(self.build(item, depth + 1))
                 out.item_locs.append(_location(self.file, item))
+            out.flat = all(map(_flat, out))
             return out
         if isinstance(node, MappingNode):
             result = YMap(loc=loc)
@@ -181,8 +201,14 @@ class _Builder:
                     )
                 result[key] = self.build(value_node, depth + 1)
                 result.key_locs[key] = key_loc
+            result.dyn = tuple(k for k, v in result.items() if not _flat(v))
             return result
         raise SchemaError(f"unsupported YAML node {type(node).__name__}", location=loc)
+
+
+def _flat(value: Any) -> bool:
+    """A scalar, and no '${' in it."""
+    return "${" not in value if isinstance(value, str) else not isinstance(value, (YMap, YList))
 
 
 def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
