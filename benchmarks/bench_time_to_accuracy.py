@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--plain-every", type=int, help="images between the plain loop's evaluations")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain loop")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
+    parser.add_argument("--curve", action="store_true", help="also print every evaluation (images, seconds, accuracy)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -177,6 +178,9 @@ def main() -> None:
         top, at = curve.best()
         hits = "  ".join(_cell(curve.first(t)) for t in TARGETS)
         print(f"{curve.name:<64} {hits}  {top:>8.2%} ({at:>9,} imgs)  {curve.points[-1][2]:.2%}")
+    if args.curve:
+        for curve in curves:
+            print(f"\n{curve.name}: " + ", ".join(f"{n:,} imgs {s:.1f}s {acc:.2%}" for n, s, acc in curve.points))
 
 
 if __name__ == "__main__":
