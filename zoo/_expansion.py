@@ -11,6 +11,7 @@ as copies with the same limit accounting (layers, work, nesting) as expanding th
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -339,7 +340,8 @@ def expand(
 ) -> Expanded:
     """Phase 1: the expanded, shape-checked tree (no tensors allocated). With ``collect``, errors
     of independent nodes are appended there and the walk goes on (``zoo validate``)."""
-    expander = _Expander({**blocks, **spec.blocks}, spec.file)
+    # the file's own blocks win; ``blocks`` (the libraries') is only looked into for other names
+    expander = _Expander(ChainMap(dict(spec.blocks), blocks), spec.file)  # type: ignore[arg-type]  # only read
     expander.errors = collect
     where = loc_of(spec.params) or Location(spec.file, 1, 1)
     scope = bind_params(spec.params, spec.let, params, loc=where, path="params", what=f"architecture {spec.name!r}")

@@ -15,7 +15,7 @@ import fnmatch
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -200,10 +200,7 @@ class Registry:
             if key in self._expanded:
                 self._expanded.move_to_end(key)
                 return self._expanded[key]
-            if self._blocks is None:
-                self._blocks = self._collect_blocks()
-            blocks = dict(self._blocks)
-        tree = expand(spec, blocks, params, shape)
+        tree = expand(spec, _LibraryBlocks(self), params, shape)
         with self._lock:
             self._expanded[key] = tree
             while len(self._expanded) > 64:
@@ -225,6 +222,30 @@ class Registry:
             base = self._specs[parsed.arch.extends] if parsed.arch.extends else None
             self._specs[n] = merge(entry.path, parsed.arch, parsed.raw, parent=base)
         return self._specs[name]
+
+
+class _LibraryBlocks(Mapping[str, "BlockTemplate"]):
+    """The library files' blocks, collected at the first lookup: a model made of primitives and its
+    own blocks (mnist_fast_net) is built without parsing every library file (13 of them, 0.08 s
+    of a first build in a fresh process)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._blocks: dict[str, BlockTemplate] | None = None
+
+    def _all(self) -> dict[str, BlockTemplate]:
+        if self._blocks is None:
+            self._blocks = self._registry.blocks()
+        return self._blocks
+
+    def __getitem__(self, name: str) -> BlockTemplate:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 REGISTRY = Registry()

@@ -183,7 +183,7 @@ def test_test_time_views_are_whole_pixel_shifts_filled_with_black_and_mirrors() 
     assert len(seen) == 5 and torch.equal(seen[0], x)
     shifted = [x[..., 1:-1, 2:], x[..., 1:-1, :-2], x[..., 2:, 1:-1], x[..., :-2, 1:-1]]  # each way once
     matches = [[torch.allclose(v[..., 1:-1, 1:-1], s, atol=1e-6) for s in shifted] for v in seen[1:]]
-    assert all(sum(row) == 1 for row in matches) and all(sum(col) == 1 for col in zip(*matches))
+    assert all(sum(row) == 1 for row in matches) and all(sum(col) == 1 for col in zip(*matches, strict=True))
     for v in seen[1:]:  # exactly one border row or column is empty, and it is black
         border = [v[..., 0, :], v[..., -1, :], v[..., :, 0], v[..., :, -1]]
         assert sum(bool((b == -0.5).all()) for b in border) == 1

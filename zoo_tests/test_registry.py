@@ -405,3 +405,29 @@ def test_a_damaged_count_cache_is_recounted_and_rewritten(arch_dir: Writer, monk
     monkeypatch.setattr(_catalog, "_CACHE", _catalog._Cache())
     assert [r.params for r in _catalog.catalog("tiny").rows] == [10]  # a damaged file is recounted
     assert json.loads(cache.read_text())["version"] == 1
+
+
+def test_library_blocks_are_collected_only_when_a_model_uses_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model of primitives and its own blocks builds without parsing the library files; one that
+    uses a library block gets them, and a file's own block wins over a library block of that name."""
+    from zoo._registry import Registry
+
+    registry = Registry()
+    collected: list[int] = []
+    real = Registry._collect_blocks
+
+    def counting(self: Registry) -> dict[str, object]:
+        collected.append(1)
+        return real(self)  # type: ignore[return-value]
+
+    monkeypatch.setattr(Registry, "_collect_blocks", counting)
+    own = registry.get_spec("mnist_fast_net")
+    registry.expand(own, {}, tuple(own.input))
+    assert collected == []
+    assert "conv_pool_bn" in own.blocks and registry.files.index.libraries
+    spec = registry.get_spec("resnet50")  # its bottleneck blocks come from a library file
+    assert not spec.blocks
+    registry.expand(spec, {}, (3, 64, 64))
+    assert collected == [1] and "bottleneck" in registry.blocks()
+    registry.expand(spec, {}, (3, 96, 96))
+    assert collected == [1]  # collected once per registry state
