@@ -312,3 +312,28 @@ def test_torchrun_trains_an_image_folder_with_workers(photos: Path, tmp_path: Pa
     assert json.loads((run_dir / "run_info.json").read_text())["classes"] == list(CLASSES)
     status, out = _run(predict_main, [str(run_dir), str(photos / "cross" / "img1.png"), "--top-k", "1"])
     assert status == 0 and out.count("%") == 1
+
+
+def test_predict_applies_the_runs_test_time_augmentation(folder_run: Path, photos: Path, tmp_path: Path) -> None:
+    """A run trained with data.tta predicts with the same views: its probabilities are the views'
+    mean, not the plain network's."""
+    from zoo.train._augment import tta_probabilities
+    from zoo.train._imagefolder import image_transform, open_image
+    from zoo.train._predict import load_predictor
+
+    run = tmp_path / "tta_run"
+    shutil.copytree(folder_run, run)
+    info = json.loads((run / "run_info.json").read_text())
+    info["data"]["tta"] = {"shift": 2, "hflip": True}
+    (run / "run_info.json").write_text(json.dumps(info))
+    images = [str(photos / "circle" / "img0.jpg"), str(photos / "cross" / "img1.png")]
+    plain, views = load_predictor(folder_run, device="cpu"), load_predictor(run, device="cpu")
+    assert views.pre.section.tta.enabled and not plain.pre.section.tta.enabled
+    top_plain, top_views = plain(images, top_k=3), views(images, top_k=3)
+    transform = image_transform(views.size, None)
+    x = views.pre.batch(torch.stack([transform(open_image(p, views.mode)).as_subclass(torch.Tensor) for p in images]), prepared=False)
+    with torch.no_grad():
+        expected = tta_probabilities(views.model, x, views.pre.section.tta, fill=views.pre.fill)
+    for row, probs in zip(top_views, expected, strict=True):
+        assert {c: p for c, p in row} == pytest.approx({CLASSES[i]: float(probs[i]) for i in range(len(CLASSES))}, abs=1e-6)
+    assert top_views != top_plain
