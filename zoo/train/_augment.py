@@ -49,7 +49,8 @@ def tta_probabilities(
 ) -> torch.Tensor:
     """Class probabilities (N, classes) averaged over the test-time views of the batch ``x``: the
     images, their copies moved ``tta.shift`` pixels each way (empty pixels take ``fill``, black
-    after normalization) and, with ``tta.hflip``, the mirror images of all of them."""
+    after normalization) and, with ``tta.hflip``, the mirror images of all of them. With test-time
+    augmentation off the one view is ``x`` itself: the softmax of the model's logits."""
     f = fill.view(1, -1, 1, 1).to(x)
     s = tta.shift
     offsets = [(0, 0), (s, 0), (-s, 0), (0, s), (0, -s)] if s else [(0, 0)]

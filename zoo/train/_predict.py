@@ -106,11 +106,7 @@ class Predictor:
         transform = image_transform(self.size, None)
         images = torch.stack([transform(open_image(str(p), self.mode)).as_subclass(torch.Tensor) for p in paths])
         x = self.pre.batch(images, prepared=False)
-        tta = self.pre.section.tta
-        probs = (
-            tta_probabilities(self.model, x, tta, fill=self.pre.fill)
-            if tta.enabled else torch.softmax(self.model(x).float(), dim=1)
-        ).cpu()
+        probs = tta_probabilities(self.model, x, self.pre.section.tta, fill=self.pre.fill).cpu()
         k = min(top_k, len(self.classes))
         values, index = probs.topk(k, dim=1)
         return [[(self.classes[int(i)], float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(values, index, strict=True)]
