@@ -16,9 +16,9 @@ from ._errors import (
     SchemaError,
 )
 from ._layers import Primitive, Shape
-from ._layers._table import Strict
 from ._limits import MAX_REPEAT
 from ._module_attrs import RESERVED_NAMES
+from ._strict import Strict
 
 META_KEYS = ("name", "when")
 

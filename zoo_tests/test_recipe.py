@@ -104,6 +104,17 @@ def test_wrong_type_and_bad_value_point_at_the_line(tmp_path: Path) -> None:
     assert info.value.line == 6
 
 
+def test_a_boolean_is_never_a_number_in_a_recipe(tmp_path: Path) -> None:
+    """Recipes read values as architecture files do: ``epochs: true`` is not 1 epoch."""
+    with pytest.raises(RecipeError) as info:
+        load_recipe(_write(tmp_path, GOOD.replace("epochs: 3", "epochs: true")))
+    assert info.value.line == 11 and info.value.path == "epochs" and "not a boolean" in str(info.value)
+    for override in ("data.tta.shift=true", "optimizer.betas=[0.9, true]", "data.channels=true"):
+        with pytest.raises(RecipeError, match="not a boolean"):
+            load_recipe(_write(tmp_path, GOOD), overrides=[override])
+    assert load_recipe(_write(tmp_path, GOOD), overrides=["tensorboard=false"]).tensorboard is False
+
+
 def test_unknown_top_level_key_and_yaml_errors_are_recipe_errors(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as info:
         load_recipe(_write(tmp_path, GOOD + "epoch: 4\n"))

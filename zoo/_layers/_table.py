@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field
 
 from .._errors import ShapeError
+from .._strict import Strict
 
 if TYPE_CHECKING:
     from torch import nn
@@ -19,45 +19,6 @@ Pos = Annotated[int, Field(gt=0)]
 NonNeg = Annotated[int, Field(ge=0)]
 Size2 = Pos | tuple[Pos, Pos]
 Padding = Literal["valid", "same"] | NonNeg | tuple[NonNeg, NonNeg]
-
-
-def _mentions_bool(annotation: Any) -> bool:
-    return annotation is bool or any(_mentions_bool(a) for a in get_args(annotation))
-
-
-@functools.lru_cache(maxsize=4096)
-def _bool_rule(model: type[BaseModel], field_name: str) -> str:
-    """How a field's type treats booleans: 'flag' (only true/false), 'number' (never a boolean) or
-    'any'. Worked out once per field: every argument of every layer passes through the check."""
-    field = model.model_fields.get(field_name)
-    annotation = field.annotation if field is not None else Any
-    if annotation is Any:
-        return "any"
-    if annotation is bool or annotation == (bool | None):
-        return "flag"
-    return "any" if _mentions_bool(annotation) else "number"
-
-
-class Strict(BaseModel):
-    """Arguments as a file writes them, without pydantic's lax conversions that hide mistakes:
-    a boolean is never a number (``dense: true`` is not a 1-unit layer), a flag is only
-    ``true``/``false`` (not ``"no"`` or ``1``), and floats are finite (NaN/inf break the network)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_confusion(cls, value: Any, info: ValidationInfo) -> Any:
-        rule = _bool_rule(cls, info.field_name or "")
-        if rule == "flag":
-            if not isinstance(value, bool) and value is not None:
-                raise ValueError("expected true or false")
-            return value
-        if rule == "number":
-            items = value if isinstance(value, (list, tuple)) else [value]
-            if any(isinstance(v, bool) for v in items):
-                raise ValueError("expected a number, not a boolean")
-        return value
 
 
 class Spec(Strict):

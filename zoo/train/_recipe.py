@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from .._strict import Strict
 
 __all__ = [
     "AugmentSection",
@@ -43,8 +45,10 @@ MAX_BATCH_BYTES = 4 * 1024**3  # one resized float32 batch; above this a recipe 
 OPTIMIZERS_WITH_MOMENTUM = ("sgd", "rmsprop")
 
 
-class _Section(BaseModel):
-    """Every section refuses unknown keys, so a typo is an error rather than a silent default."""
+class _Section(Strict):
+    """Every section refuses unknown keys, so a typo is an error rather than a silent default, and
+    reads values as architecture files do (``Strict``): ``epochs: true`` is not 1 epoch and a flag
+    is only true/false."""
 
     # inf/nan never make sense in a recipe: lr .inf trains to NaN and used to exit 0
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
