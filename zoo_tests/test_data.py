@@ -107,6 +107,30 @@ def test_digits_are_28x28_with_a_fixed_disjoint_split() -> None:
     assert len(limited.train) == 100 and limited.val is limited.test and len(limited.test) == 50
 
 
+def test_limits_take_a_seeded_sample_with_each_class_share() -> None:
+    """A class-sorted set (an image folder's order) limited to N gives every class its share, not
+    the first classes everything; split_seed moves the sample and nothing else does."""
+    from zoo.train._split import stratified_sample
+
+    labels = torch.arange(3).repeat_interleave(torch.tensor([50, 30, 20]))  # sorted by class
+    picked = stratified_sample(labels, 11, seed=0)
+    assert len(picked) == 11 and torch.equal(picked, picked.sort().values) and len(set(picked.tolist())) == 11
+    # shares 5.5 / 3.3 / 2.2: the floors give 5 + 3 + 2, the largest remainder (0.5) the eleventh
+    assert torch.bincount(labels[picked]).tolist() == [6, 3, 2]
+    assert torch.equal(picked, stratified_sample(labels, 11, seed=0))
+    assert not torch.equal(picked, stratified_sample(labels, 11, seed=1))
+    assert torch.equal(stratified_sample(labels, 100, seed=4), torch.arange(100))
+
+    full = load_data(_section(dataset="digits", validate_on="test"))
+    a = load_data(_section(dataset="digits", validate_on="test", train_limit=200, test_limit=60))
+    b = load_data(_section(dataset="digits", validate_on="test", train_limit=200, test_limit=60, split_seed=1))
+    for limited, whole in ((a.train, full.train), (a.test, full.test)):
+        shares = torch.bincount(whole.labels, minlength=10) * len(limited) / len(whole)
+        assert (torch.bincount(limited.labels, minlength=10) - shares).abs().max() < 1
+    assert not torch.equal(a.train.labels, b.train.labels) or not torch.equal(a.train.images, b.train.images)
+    assert torch.equal(load_data(_section(dataset="digits", validate_on="test", train_limit=200)).train.images, a.train.images)
+
+
 def test_batches_cover_each_index_once_and_shard_across_processes() -> None:
     gen = torch.Generator().manual_seed(3)
     batches = batch_indices(103, 10, generator=gen)
@@ -203,7 +227,7 @@ def test_test_time_augmentation_scores_the_views_mean_and_is_checked_in_the_reci
     pre = Preprocess(section, data_channels=1, mean=data.mean, std=data.std, device=torch.device("cpu"))
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5, stride=3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
-    test = data.test.head(64)
+    test = data.test.take(torch.arange(64))
     x = pre.batch(test.images_at(torch.arange(64)), prepared=False)
     model(x)  # the lazy layer takes its size
     scores = evaluate_split(model, test, pre, prepared=False, batch_size=16)

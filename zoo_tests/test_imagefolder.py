@@ -110,6 +110,12 @@ def test_folder_layouts_classes_and_splits(tmp_path: Path) -> None:
     assert data.channels == 1 and data.test.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
 
+def test_a_limited_folder_keeps_every_class(photos: Path, tmp_path: Path) -> None:
+    """An image folder is read class by class: the first 9 images would all be one class."""
+    data = load_data(folder_recipe(photos, tmp_path / "out", data={"train_limit": 9, "validate_on": "none"}).data)
+    assert len(data.train) == 9 and torch.bincount(data.train.labels).tolist() == [3, 3, 3]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_unreadable_image_names_the_file(tmp_path: Path, workers: int) -> None:
     root = write_folder(tmp_path / "p", per_class=4)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .._errors import RecipeError
 from ._imagefolder import load_imagefolder
 from ._recipe import DataSection
-from ._split import DataBundle, ImageSplit, Split, stratified_holdout, to_unit
+from ._split import DataBundle, ImageSplit, Split, stratified_holdout, stratified_sample, to_unit
 from ._torchvision_files import load_cifar10, load_fashion, load_mnist
 
 __all__ = ["digits_arrays", "load_data"]
@@ -33,8 +33,8 @@ def load_data(section: DataSection) -> DataBundle:
     train, given_val, test, classes = _LOADERS[section.dataset](section)
     for name, split in (("training", train), ("test", test)):
         _check_labels(split, classes, name, section)
-    train = train.head(section.train_limit)
-    test = test.head(section.test_limit)
+    train = _limited(train, section.train_limit, section)
+    test = _limited(test, section.test_limit, section)
     if given_val is not None and section.validate_on == "split":
         val: ImageSplit | None = given_val  # the folder's own val/ split
     else:
@@ -60,6 +60,14 @@ def _check_labels(split: ImageSplit, classes: list[str], name: str, section: Dat
             path="data.root",
             hint="the label files do not belong to this dataset, or they are corrupted",
         )
+
+
+def _limited(split: ImageSplit, limit: int | None, section: DataSection) -> ImageSplit:
+    """A random ``limit`` images with each class's share, fixed by split_seed (not the first ones:
+    an image folder is stored class by class)."""
+    if limit is None or limit >= len(split):
+        return split
+    return split.take(stratified_sample(split.labels, limit, seed=section.split_seed))
 
 
 def _split_validation(train: ImageSplit, section: DataSection) -> tuple[ImageSplit, ImageSplit | None]:

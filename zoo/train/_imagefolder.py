@@ -52,9 +52,6 @@ class FolderSplit:
     def take(self, index: torch.Tensor) -> FolderSplit:
         return replace(self, paths=tuple(self.paths[int(i)] for i in index), labels=self.labels.index_select(0, index))
 
-    def head(self, n: int | None) -> FolderSplit:
-        return self if n is None or n >= len(self) else self.take(torch.arange(n))
-
     def images_at(self, index: torch.Tensor) -> torch.Tensor:
         files = _Files(self.paths, self.labels, self.size, self.channels, None)
         return torch.stack([files[(int(i), None)][0] for i in index]) if len(index) else torch.zeros(0)

@@ -105,7 +105,9 @@ class DataSection(_Section):
     split_seed: Seed = 0  # the held-out split does not move when the training seed does
     test_split: Fraction = 0.2  # imagefolder without a test/ folder: fraction of each class held out for testing
     workers: NonNegInt = 2  # imagefolder: DataLoader worker processes decoding and augmenting images
-    train_limit: PosInt | None = None  # use only the first N training images (quick runs)
+    # use only N training / test images (quick runs, small-data studies): a random sample with each
+    # class's share of the whole, fixed by split_seed
+    train_limit: PosInt | None = None
     test_limit: PosInt | None = None
     channels: Literal[1, 3] | None = None  # convert gray<->RGB; default: keep the data's
     resize: PosInt | None = None  # square side to resize batches to (inception needs >= 75)

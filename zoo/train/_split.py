@@ -13,7 +13,7 @@ import torch
 if TYPE_CHECKING:
     from ._preprocess import Preprocess
 
-__all__ = ["AS_STORED", "Batches", "DataBundle", "Feed", "ImageSplit", "Split", "stratified_holdout", "to_unit"]
+__all__ = ["AS_STORED", "Batches", "DataBundle", "Feed", "ImageSplit", "Split", "stratified_holdout", "stratified_sample", "to_unit"]
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # (model input, labels on the device)
 
@@ -48,8 +48,6 @@ class ImageSplit(Protocol):
 
     def take(self, index: torch.Tensor) -> ImageSplit: ...
 
-    def head(self, n: int | None) -> ImageSplit: ...
-
     def images_at(self, index: torch.Tensor) -> torch.Tensor:
         """Stored images (uint8, or normalized floats for a prepared split), ``(len(index), C, H, W)``."""
         ...
@@ -81,9 +79,6 @@ class Split:
 
     def take(self, index: torch.Tensor) -> Split:
         return Split(self.images.index_select(0, index), self.labels.index_select(0, index))
-
-    def head(self, n: int | None) -> Split:
-        return self if n is None or n >= len(self) else Split(self.images[:n], self.labels[:n])
 
     def images_at(self, index: torch.Tensor) -> torch.Tensor:
         return self.images.index_select(0, index.to(self.images.device))
@@ -132,10 +127,27 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 def stratified_holdout(labels: torch.Tensor, *, fraction: float, seed: int) -> torch.Tensor:
     """Indices of a per-class ``fraction`` of the samples, fixed by ``seed``, in ascending order."""
+    classes, counts = torch.unique(labels, sorted=True, return_counts=True)
+    return _pick_per_class(labels, classes, [round(int(c) * fraction) for c in counts], seed)
+
+
+def stratified_sample(labels: torch.Tensor, n: int, *, seed: int) -> torch.Tensor:
+    """Indices of exactly ``n`` samples with each class's share of the whole (largest remainders),
+    fixed by ``seed``, in ascending order. A dataset stored class by class (an image folder) gives
+    every class its share rather than the first classes everything."""
+    classes, counts = torch.unique(labels, sorted=True, return_counts=True)
+    exact = counts.double() * n / len(labels)
+    quotas = exact.floor().long()
+    # the classes with the largest fractional parts take the samples the floors left over
+    quotas[torch.argsort(exact - quotas, descending=True, stable=True)[: n - int(quotas.sum())]] += 1
+    return _pick_per_class(labels, classes, quotas.tolist(), seed)
+
+
+def _pick_per_class(labels: torch.Tensor, classes: torch.Tensor, quotas: list[int], seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     picked = []
-    for cls in torch.unique(labels, sorted=True):
+    for cls, quota in zip(classes, quotas, strict=True):
         members = (labels == cls).nonzero().squeeze(1)
-        order = members[torch.randperm(len(members), generator=gen)]
-        picked.append(order[: round(len(members) * fraction)])
+        picked.append(members[torch.randperm(len(members), generator=gen)][:quota])
+    # ascending: the sample keeps the data's own order, which makes runs easy to compare
     return torch.cat(picked).sort().values
