@@ -3,6 +3,7 @@
 
     python benchmarks/bench_time_to_accuracy.py [--data-root DIR] [--train-limit 8000] [--test-limit 2000]
                                                 [--budget 60000] [--recipe recipes/mnist_fast.yaml ...]
+                                                [--seeds 0,1,2] [--subset-seeds 0,1,2]
 
 For each recipe (default: ``recipes/mnist_fast.yaml``), and for a plain PyTorch loop with the
 article's settings (``mnist_cnn_v1``, Adam 1e-3, batch 64, inputs in [0, 1], no schedule), train
@@ -13,9 +14,13 @@ reached 98% and 99%, the best accuracy and when it was first reached, and the fi
 
 A recipe runs ``ceil(budget / training images)`` epochs, so its schedule spans the budget (on the
 full 60,000 MNIST images: one epoch). Data: scikit-learn's digits at 28x28 by default (offline);
-``--data-root`` with ``MNIST/raw`` IDX files uses MNIST, ``--train-limit``/``--test-limit`` keep
-the first N images (MNIST's order is not sorted by class, so the first 8,000 are a random-like
-subset). Time depends on the machine's load; images seen and accuracies do not (same thread count).
+``--data-root`` with ``MNIST/raw`` IDX files uses MNIST. ``--train-limit``/``--test-limit`` take
+a random N images with each class's share (the recipes' ``data.train_limit``), drawn by each of
+``--subset-seeds`` (``data.split_seed``); each recipe runs once per training seed in ``--seeds``
+and per subset, and a summary gives the final accuracies' mean and range. A 2,000-image test set
+moves 0.05 points per image, and MNIST's first test images are harder than its last (the first
+4,000 score about 0.3 points lower), so judge small subsets on several draws or the whole test
+set. Time depends on the machine's load; images seen and accuracies do not (same thread count).
 """
 
 from __future__ import annotations
@@ -59,10 +64,11 @@ class Curve:
         return top, next(n for n, _, acc in self.points if acc == top)
 
 
-def _data_overrides(args: argparse.Namespace) -> list[str]:
+def _data_overrides(args: argparse.Namespace, subset: int = 0) -> list[str]:
     out = ["data.dataset=mnist", f"data.root={args.data_root}", "data.download=false"] if args.data_root else []
     if not args.data_root:
         out = ["data.dataset=digits"]
+    out.append(f"data.split_seed={subset}")
     if args.train_limit:
         out.append(f"data.train_limit={args.train_limit}")
     if args.test_limit:
@@ -70,12 +76,13 @@ def _data_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def recipe_curve(args: argparse.Namespace, path: Path, n_train: int, out_dir: Path) -> Curve:
+def recipe_curve(args: argparse.Namespace, path: Path, n_train: int, out_dir: Path, seed: int, subset: int) -> Curve:
     epochs = max(1, math.ceil(args.budget / n_train))
     recipe = load_recipe(
         path,
         overrides=[
-            *_data_overrides(args),
+            *_data_overrides(args, subset),
+            f"seed={seed}",
             "data.validate_on=test",
             f"epochs={epochs}",
             "reports.enabled=false",
@@ -85,7 +92,9 @@ def recipe_curve(args: argparse.Namespace, path: Path, n_train: int, out_dir: Pa
         ],
     )
     result = train(recipe, overwrite=True, log=lambda _m: None)
-    curve = Curve(f"{recipe.name} ({recipe.model.name})")
+    runs = f", seed {seed}" if len(args.seeds) > 1 else ""
+    runs += f", subset {subset}" if len(args.subset_seeds) > 1 else ""
+    curve = Curve(f"{recipe.name} ({recipe.model.name}{runs})")
     seen, seconds = 0, 0.0
     for row in result.metrics["history"]:
         seen += n_train
@@ -104,6 +113,7 @@ def plain_curve(args: argparse.Namespace) -> Curve:
             "validate_on": "none",
             "train_limit": args.train_limit,
             "test_limit": args.test_limit,
+            "split_seed": args.subset_seeds[0],
         }
     )
     data = load_data(section)
@@ -141,6 +151,23 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
     return correct / len(y)
 
 
+def _summary(curves: list[Curve], n_recipes: int, runs: int) -> None:
+    """Each recipe's final accuracies over its seeds and subsets."""
+    print()
+    for i in range(n_recipes):
+        finals = [c.points[-1][2] for c in curves[i * runs:(i + 1) * runs]]
+        hit = sum(c.first(0.99) is not None for c in curves[i * runs:(i + 1) * runs])
+        name = curves[i * runs].name.split(",")[0].rstrip(")") + ")"
+        print(
+            f"{name}: {runs} runs, final accuracy mean {sum(finals) / runs:.2%}, "
+            f"min {min(finals):.2%}, max {max(finals):.2%}; 99% reached in {hit} of {runs}"
+        )
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
 def _cell(hit: tuple[int, float] | None) -> str:
     return f"{hit[0]:>9,} {hit[1]:6.1f}s" if hit else f"{'not reached':>17}"
 
@@ -148,8 +175,10 @@ def _cell(hit: tuple[int, float] | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", help="folder with MNIST/raw (default: offline digits)")
-    parser.add_argument("--train-limit", type=int, help="first N training images")
-    parser.add_argument("--test-limit", type=int, help="first N test images")
+    parser.add_argument("--train-limit", type=int, help="a random N training images (each class's share)")
+    parser.add_argument("--test-limit", type=int, help="a random N test images (each class's share)")
+    parser.add_argument("--seeds", type=_ints, default=[0], help="training seeds, e.g. 0,1,2 (default 0)")
+    parser.add_argument("--subset-seeds", type=_ints, default=[0], help="subset draws with the limits (default 0)")
     parser.add_argument("--budget", type=int, default=60_000, help="images seen per run")
     parser.add_argument("--recipe", type=Path, action="append", help="recipe files (default: mnist_fast)")
     parser.add_argument("--plain-every", type=int, help="images between the plain loop's evaluations")
@@ -170,7 +199,10 @@ def main() -> None:
     curves = []
     with tempfile.TemporaryDirectory(prefix="zoo-tta-") as tmp:
         for i, path in enumerate(recipes):
-            curves.append(recipe_curve(args, path, n_train, Path(tmp) / f"run{i}"))
+            for seed in args.seeds:
+                for subset in args.subset_seeds:
+                    out = Path(tmp) / f"run{i}-{seed}-{subset}"
+                    curves.append(recipe_curve(args, path, n_train, out, seed, subset))
     if not args.no_plain:
         curves.append(plain_curve(args))
     print(f"\n{'run':<64} {'98%: images, time':>17}  {'99%: images, time':>17}  {'best (first at images)':>24}  final")
@@ -178,6 +210,8 @@ def main() -> None:
         top, at = curve.best()
         hits = "  ".join(_cell(curve.first(t)) for t in TARGETS)
         print(f"{curve.name:<64} {hits}  {top:>8.2%} ({at:>9,} imgs)  {curve.points[-1][2]:.2%}")
+    if len(args.seeds) * len(args.subset_seeds) > 1:
+        _summary(curves, len(recipes), len(args.seeds) * len(args.subset_seeds))
     if args.curve:
         for curve in curves:
             print(f"\n{curve.name}: " + ", ".join(f"{n:,} imgs {s:.1f}s {acc:.2%}" for n, s, acc in curve.points))
