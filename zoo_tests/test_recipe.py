@@ -115,6 +115,19 @@ def test_a_boolean_is_never_a_number_in_a_recipe(tmp_path: Path) -> None:
     assert load_recipe(_write(tmp_path, GOOD), overrides=["tensorboard=false"]).tensorboard is False
 
 
+def test_a_flag_that_takes_a_word_is_true_false_or_the_word(tmp_path: Path) -> None:
+    """``channels_last: true | false | auto``: 1 or the text "yes" is not read as true."""
+    for value in ("1", "0.5", '"yes"', "'on'", "[true]"):
+        with pytest.raises(RecipeError, match="expected true, false or 'auto'") as info:
+            load_recipe(_write(tmp_path, GOOD + f"channels_last: {value}\n"))
+        assert info.value.path == "channels_last" and info.value.line == GOOD.count("\n") + 1
+    for value, expected in (("true", True), ("false", False), ("auto", "auto")):
+        assert load_recipe(_write(tmp_path, GOOD + f"channels_last: {value}\n")).channels_last == expected
+    assert load_recipe(_write(tmp_path, GOOD), overrides=["finetune.pretrained=timm"]).finetune.pretrained == "timm"
+    with pytest.raises(RecipeError, match="expected true, false or a name"):
+        load_recipe(_write(tmp_path, GOOD), overrides=["finetune.pretrained=1"])
+
+
 def test_unknown_top_level_key_and_yaml_errors_are_recipe_errors(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as info:
         load_recipe(_write(tmp_path, GOOD + "epoch: 4\n"))
