@@ -10,6 +10,7 @@ each other. Adding a combinator is one function and one entry in ``COMBINATORS``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import Location, SchemaError, ShapeError
@@ -160,17 +161,24 @@ def _protect_input(items: list[Item]) -> None:
     A residual body's input is also the shortcut's, a concat branch's input is every branch's and
     an aux head's input continues down the main path; an in-place ReLU first in any of them would
     corrupt the others (timm's Xception blocks start with ``ReLU(inplace=False)`` for this reason).
+    ``items`` is the caller's own list; the items in it may be shared with other uses of a block
+    (replayed expansions), so a changed one is replaced by a copy, never changed in place.
     """
-    if not items:
-        return
-    first = items[0]
-    if isinstance(first, Leaf):
-        if getattr(first.spec, "inplace", False):
-            first.spec = first.spec.model_copy(update={"inplace": False})
-        return
-    if first.kind == "residual":
-        _protect_input(first.parts[0])
-        _protect_input(first.parts[1])
-    else:
-        for part in first.parts:
-            _protect_input(part)
+    if items:
+        items[0] = _protected(items[0])
+
+
+def _protected(item: Item) -> Item:
+    """``item`` with ``inplace`` off in the first layers to see its input (itself when none has it)."""
+    if isinstance(item, Leaf):
+        if vars(item.spec).get("inplace", False):  # a field, or none: no pydantic attribute lookup
+            return replace(item, spec=item.spec.model_copy(update={"inplace": False}))
+        return item
+    parts = list(item.parts)
+    changed = False
+    for i in (0, 1) if item.kind == "residual" else range(len(parts)):
+        if parts[i]:
+            first = _protected(parts[i][0])
+            if first is not parts[i][0]:
+                parts[i], changed = [first, *parts[i][1:]], True
+    return replace(item, parts=parts) if changed else item

@@ -43,6 +43,18 @@ _SPECS: dict[tuple[type, str], Any] = {}  # (spec class, repr of its arguments) 
 _MAX_SPECS = 8192  # distinct layer configurations remembered; the shipped files have about 2,000
 
 
+_Call = tuple[str, tuple[Any, ...], Shape]  # a block use: (block, its bound scope's values, input shape)
+
+
+def _scope_key(scope: dict[str, Any]) -> tuple[Any, ...]:
+    """The bound parameters as a hashable key that tells apart what ``repr`` tells apart (1, 1.0
+    and true; 0.0 and -0.0): ints and strings as they are, anything else by type and repr. A
+    block's scope has its names in the same order at every use (base, declared, let)."""
+    return tuple(
+        (k, v) if type(v) is int or type(v) is str else (k, type(v), repr(v)) for k, v in scope.items()
+    )
+
+
 @dataclass(frozen=True)
 class _Replay:
     """A block's expansion as it first came out, and what it cost against the limits."""
@@ -57,13 +69,14 @@ class _Replay:
 class _Expander:
     def __init__(self, blocks: Mapping[str, BlockTemplate], file: str) -> None:
         self.blocks = blocks
+        self._templates: dict[str, BlockTemplate] = {}  # names found in ``blocks`` (a ChainMap: slow lookups)
         self.file = file
         self.count = 0
         self.work = 0
         self.depth = 0
         self.deepest = 0  # the deepest nesting reached so far (for the block memo's accounting)
-        self.calls: list[tuple[str, str]] = []  # blocks being expanded, with their arguments
-        self.memo: dict[tuple[str, str, Location | None], _Replay] = {}
+        self.calls: list[_Call] = []  # blocks being expanded, with their arguments
+        self.memo: dict[tuple[_Call, Location | None], _Replay] = {}
         # ``zoo validate``: collect errors and go on; after the first error shapes are unreliable,
         # so only errors that do not depend on shapes are collected from then on
         self.errors: list[ZooError] | None = None
@@ -88,6 +101,12 @@ class _Expander:
             f"a layer must be a name or a mapping {{type: arguments}}, got {type(raw).__name__.replace('Y', '').lower()}",
             location=loc, path=path,
         )
+
+    def _template(self, kind: str) -> BlockTemplate | None:
+        template = self._templates.get(kind)
+        if template is None and kind in self.blocks:
+            template = self._templates[kind] = self.blocks[kind]
+        return template
 
     def _known(self) -> list[str]:
         return [*PRIMITIVES, *COMBINATORS, *self.blocks]
@@ -186,7 +205,7 @@ class _Expander:
             _check_name(name, loc_of(args, "name") or args_loc, f"{where}.name")
         if kind in PRIMITIVES:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, where, args_loc or loc)]
-        if kind in self.blocks:
+        if self._template(kind) is not None:
             return self._block(kind, args, name, shape, where, args_loc or loc)
         raise UnknownNameError(f"no layer or block {kind!r}", location=loc, path=path, hint=layer_hint(kind, self._known()))
 
@@ -216,7 +235,7 @@ class _Expander:
         return Leaf(name, prim, spec, shape, out, loc)
 
     def _block(self, kind: str, args: Any, name: str | None, shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        template = self.blocks[kind]
+        template = self._templates[kind]  # found by expand_node
         args = dict(args or {}) if _is_map(args) or args is None else None
         if args is None:
             raise SchemaError(f"block {kind!r} takes a mapping of parameters", location=loc, path=path)
@@ -231,15 +250,15 @@ class _Expander:
         # inverted residuals and SE widths are computed from it
         scope = bind_params(template.params, template.let, args, loc=loc, path=path, what=f"block {kind!r}",
                             base={"in_channels": shape[0]})
-        call = (kind, repr(sorted(scope.items(), key=lambda kv: kv[0])) + repr(shape))
+        call = (kind, _scope_key(scope), tuple(shape))
         if call in self.calls:
             # the same block with the same arguments and input expands the same way forever
-            chain = " -> ".join([k for k, _ in self.calls[self.calls.index(call):]] + [kind])
+            chain = " -> ".join([c[0] for c in self.calls[self.calls.index(call):]] + [kind])
             raise SchemaError(
                 f"block {kind!r} uses itself with the same arguments: a cycle ({chain})",
                 location=loc, path=path, hint="a recursive block needs a parameter that changes and a 'when:' that ends it",
             )
-        layers = self._replay((*call, loc)) or self._expand_block(kind, template, scope, call, shape, path, loc)
+        layers = self._replay((call, loc)) or self._expand_block(kind, template, scope, call, shape, path, loc)
         items = layers.items
         if len(items) == 1 and not items[0].inline:
             if name is not None:
@@ -250,7 +269,7 @@ class _Expander:
         return [Group("seq", name, loc, layers.out_shape, parts=[items], block=kind)]
 
     def _expand_block(
-        self, kind: str, template: BlockTemplate, scope: dict[str, Any], call: tuple[str, str], shape: Shape,
+        self, kind: str, template: BlockTemplate, scope: dict[str, Any], call: _Call, shape: Shape,
         path: str, loc: Location | None,
     ) -> Expanded:
         """Expand a block's layers for real, and remember them for the next identical use."""
@@ -271,12 +290,12 @@ class _Expander:
                 _add_context(found, note)
             depth, self.deepest = self.deepest - self.depth, max(self.deepest, deepest_before)
         if self.errors is None:  # a walk that collects errors may have dropped nodes: nothing to replay
-            self.memo[(*call, loc)] = _Replay(
+            self.memo[(call, loc)] = _Replay(
                 _copy(layers.items), layers.out_shape, self.count - layers_before, self.work - work_before, depth,
             )
         return layers
 
-    def _replay(self, key: tuple[str, str, Location | None]) -> Expanded | None:
+    def _replay(self, key: tuple[_Call, Location | None]) -> Expanded | None:
         """A copy of the block's earlier expansion, counted as if expanded again; None when there is
         none, or when the limits would stop it part-way (then the real walk raises where they do)."""
         memo = self.memo.get(key)
@@ -311,13 +330,13 @@ def _validated(prim: Primitive, args: Any, path: str, loc: Location | None) -> A
 
 
 def _copy(items: list[Item]) -> list[Item]:
-    """Fresh Leaf/Group objects over the same specs and shapes: the caller renames the first item,
-    and ``_protect_input`` swaps a leaf's spec, so a replayed expansion must not share them."""
+    """Fresh top-level Leaf/Group objects over the same specs, shapes and nested items: the caller
+    renames the first item, which a replayed expansion must not share. Nothing changes nested
+    items in place (``_protect_input`` replaces what it changes), so they are shared, not copied."""
     return [
         Leaf(item.name, item.primitive, item.spec, item.in_shape, item.out_shape, item.loc, item.inline)
-        if isinstance(item, Leaf) else
-        Group(item.kind, item.name, item.loc, item.out_shape, item.inline, [_copy(p) for p in item.parts],
-              item.scale, item.merge, item.block)
+        if type(item) is Leaf else
+        Group(item.kind, item.name, item.loc, item.out_shape, item.inline, item.parts, item.scale, item.merge, item.block)
         for item in items
     ]
 
