@@ -18,6 +18,7 @@ from ._layers import Shape
 from ._pydantic_errors import validate
 from ._tree import (
     _A,
+    _LAYER_FIELDS,
     AuxArgs,
     ConcatArgs,
     Expanded,
@@ -45,11 +46,40 @@ class Combinator(Protocol):
     ) -> list[Item]: ...
 
 
+_ARGS: dict[tuple[Any, ...], Any] = {}  # (model, the arguments but the layer lists) -> validated arguments
+_MAX_ARGS = 4096
+
+
 def _args(model: type[_A], raw: Any, path: str, loc: Location | None) -> _A:
-    args = validate(model, raw, prefix=[path], location=loc)
+    """The combinator's arguments validated. The layer lists in them (``list[Any]``, at least one
+    item, no boolean; ``post`` any value) pass whatever else they hold, so arguments
+    that differ only there validate alike: the result for the other values is reused. Callers read
+    the layer lists from ``raw``, never from the result."""
+    key = _args_key(model, raw)
+    args = _ARGS.get(key) if key is not None else None
+    if args is None:
+        args = validate(model, raw, prefix=[path], location=loc)
+        if key is not None:
+            if len(_ARGS) >= _MAX_ARGS:
+                _ARGS.clear()
+            _ARGS[key] = args
     if args.name is not None:
         _check_name(args.name, loc_of(raw, "name") or loc, f"{path}.name")
     return args
+
+
+def _args_key(model: type[_A], raw: Any) -> tuple[Any, ...] | None:
+    """What the validation of ``raw`` depends on; None when a layer field is not a non-empty list."""
+    key: list[Any] = [model]
+    for k, v in raw.items():
+        if k in _LAYER_FIELDS:
+            # Strict refuses a boolean item in a list field: such a list is validated for real
+            if k != "post" and not (isinstance(v, list) and v and not any(isinstance(x, bool) for x in v)):
+                return None
+            key.append(k)
+        else:
+            key.append((k, v) if type(v) is int or type(v) is str else (k, type(v), repr(v)))
+    return tuple(key)
 
 
 def _seq(ex: _Expander, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
