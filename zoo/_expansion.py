@@ -189,13 +189,18 @@ class _Expander:
             return COMBINATORS[kind](self, args, env, shape, where, loc)
         meta: dict[str, Any] = {}
         if _is_map(args):
-            args = resolve_values(args, env, args_loc, where)
+            resolved = resolve_values(args, env, args_loc, where)
             # a YMap without 'name'/'when' is what taking them out would copy (nothing changes it later)
-            if type(args) is not YMap or not _META.isdisjoint(args):
-                meta = {k: args[k] for k in META_KEYS if k in args}
-                rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
-                rest.key_locs = getattr(args, "key_locs", {})
-                args = rest
+            if type(resolved) is not YMap or not _META.isdisjoint(resolved):
+                meta = {k: resolved[k] for k in META_KEYS if k in resolved}
+                if resolved is not args and type(resolved) is YMap:  # a copy already: take them out of it
+                    for k in meta:
+                        del resolved[k]
+                else:
+                    rest = YMap({k: v for k, v in resolved.items() if k not in META_KEYS}, loc=loc_of(resolved))
+                    rest.key_locs = getattr(resolved, "key_locs", {})
+                    resolved = rest
+            args = resolved
         elif args is not None:
             args = resolve_values(args, env, args_loc, where)
         if "when" in meta and not self._when(meta["when"], loc_of(args, "when") or args_loc, where):

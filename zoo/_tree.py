@@ -126,8 +126,11 @@ def _is_map(x: Any) -> bool:
     return isinstance(x, dict)
 
 
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
 def _check_name(name: Any, loc: Location | None, path: str) -> None:
-    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+    if not isinstance(name, str) or not _NAME_RE.match(name):
         raise SchemaError(
             f"name must be a non-empty text without '.' (it is one state_dict key component), got {name!r}",
             location=loc, path=path,
