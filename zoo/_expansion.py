@@ -57,13 +57,34 @@ def _scope_key(scope: dict[str, Any]) -> tuple[Any, ...]:
 
 @dataclass(frozen=True)
 class _Replay:
-    """A block's expansion as it first came out, and what it cost against the limits."""
+    """A block's expansion as it first came out, what it cost against the limits, and what else it
+    depended on: the templates its nested block names found and the primitive table (objects kept
+    alive here, so that the ids in the memo's keys stay theirs)."""
 
     items: list[Item]
     out_shape: Shape
     layers: int
     work: int
     depth: int  # nesting levels it reached below the use site
+    template: BlockTemplate
+    lookups: dict[str, BlockTemplate]  # block name -> the template it resolved to, inside this expansion
+    table: tuple[tuple[str, Primitive], ...]
+
+
+# The block memo, shared by every expansion in the process (``zoo list`` expands every model, and
+# ResNet-50/101/152 or the EfficientNets use the same templates with the same arguments):
+# (id of the template, its use, where it is used, id of the primitive table) -> its expansion.
+_REPLAYS: dict[tuple[int, _Call, Location | None, int], _Replay] = {}
+_MAX_REPLAYS = 4096  # block uses remembered; the shipped models have about 2,400 distinct ones
+_TABLE: list[tuple[tuple[str, Primitive], ...]] = [()]
+
+
+def _table() -> tuple[tuple[str, Primitive], ...]:
+    """The primitive table as it is now, the same object while it does not change."""
+    now = tuple(PRIMITIVES.items())
+    if now != _TABLE[0]:
+        _TABLE[0] = now
+    return _TABLE[0]
 
 
 class _Expander:
@@ -76,7 +97,9 @@ class _Expander:
         self.depth = 0
         self.deepest = 0  # the deepest nesting reached so far (for the block memo's accounting)
         self.calls: list[_Call] = []  # blocks being expanded, with their arguments
-        self.memo: dict[tuple[_Call, Location | None], _Replay] = {}
+        # per block being expanded, the block names looked up inside it (what its replay depends on)
+        self.lookups: list[dict[str, BlockTemplate]] = []
+        self.table = _table()
         # ``zoo validate``: collect errors and go on; after the first error shapes are unreliable,
         # so only errors that do not depend on shapes are collected from then on
         self.errors: list[ZooError] | None = None
@@ -106,6 +129,8 @@ class _Expander:
         template = self._templates.get(kind)
         if template is None and kind in self.blocks:
             template = self._templates[kind] = self.blocks[kind]
+        if template is not None and self.lookups:
+            self.lookups[-1][kind] = template
         return template
 
     def _known(self) -> list[str]:
@@ -263,7 +288,8 @@ class _Expander:
                 f"block {kind!r} uses itself with the same arguments: a cycle ({chain})",
                 location=loc, path=path, hint="a recursive block needs a parameter that changes and a 'when:' that ends it",
             )
-        layers = self._replay((call, loc)) or self._expand_block(kind, template, scope, call, shape, path, loc)
+        key = (id(template), call, loc, id(self.table))
+        layers = self._replay(key) or self._expand_block(kind, template, scope, call, key, path, loc)
         items = layers.items
         if len(items) == 1 and not items[0].inline:
             if name is not None:
@@ -274,11 +300,13 @@ class _Expander:
         return [Group("seq", name, loc, layers.out_shape, parts=[items], block=kind)]
 
     def _expand_block(
-        self, kind: str, template: BlockTemplate, scope: dict[str, Any], call: _Call, shape: Shape,
+        self, kind: str, template: BlockTemplate, scope: dict[str, Any], call: _Call, key: tuple[Any, ...],
         path: str, loc: Location | None,
     ) -> Expanded:
         """Expand a block's layers for real, and remember them for the next identical use."""
+        shape = call[2]
         self.calls.append(call)
+        self.lookups.append({})
         collected = len(self.errors or [])
         note = f"in block {kind!r} used at {loc or '?'} ({path})"
         layers_before, work_before, deepest_before = self.count, self.work, self.deepest
@@ -291,22 +319,32 @@ class _Expander:
             raise
         finally:
             self.calls.pop()
+            lookups = self.lookups.pop()
+            if self.lookups:  # what this use depends on, its enclosing uses depend on too
+                self.lookups[-1].update(lookups)
             for found in (self.errors or [])[collected:]:  # errors collected inside this use
                 _add_context(found, note)
             depth, self.deepest = self.deepest - self.depth, max(self.deepest, deepest_before)
         if self.errors is None:  # a walk that collects errors may have dropped nodes: nothing to replay
-            self.memo[(call, loc)] = _Replay(
+            if len(_REPLAYS) >= _MAX_REPLAYS:
+                _REPLAYS.clear()
+            _REPLAYS[key] = _Replay(
                 _copy(layers.items), layers.out_shape, self.count - layers_before, self.work - work_before, depth,
+                template, lookups, self.table,
             )
         return layers
 
-    def _replay(self, key: tuple[_Call, Location | None]) -> Expanded | None:
-        """A copy of the block's earlier expansion, counted as if expanded again; None when there is
-        none, or when the limits would stop it part-way (then the real walk raises where they do)."""
-        memo = self.memo.get(key)
+    def _replay(self, key: tuple[Any, ...]) -> Expanded | None:
+        """A copy of the block's earlier expansion (in this model or another), counted as if
+        expanded again; None when there is none, when a block name inside it finds another template
+        here (another model's file defines it), or when the limits would stop it part-way (then the
+        real walk raises where they do)."""
+        memo = _REPLAYS.get(key)
         if memo is None or self.errors is not None:
             return None
         if self.count + memo.layers > MAX_LAYERS or self.work + memo.work > MAX_WORK or self.depth + memo.depth > MAX_NESTING:
+            return None
+        if any(self._template(name) is not template for name, template in memo.lookups.items()):
             return None
         self.count += memo.layers
         self.work += memo.work
@@ -340,7 +378,7 @@ def _copy(items: list[Item]) -> list[Item]:
     items in place (``_protect_input`` replaces what it changes), so they are shared, not copied."""
     return [
         Leaf(item.name, item.primitive, item.spec, item.in_shape, item.out_shape, item.loc, item.inline)
-        if type(item) is Leaf else
+        if isinstance(item, Leaf) else
         Group(item.kind, item.name, item.loc, item.out_shape, item.inline, item.parts, item.scale, item.merge, item.block)
         for item in items
     ]
