@@ -312,3 +312,14 @@ def test_equal_arguments_of_other_types_are_validated_apart() -> None:
         _expansion._validated(prim, {"units": True}, "p", None)
     drop = _expansion.PRIMITIVES["dropout"]
     assert _expansion._validated(drop, {"p": 1}, "p", None) == _expansion._validated(drop, {"p": 1.0}, "p", None)
+
+
+def test_the_command_line_looks_up_the_version_only_when_asked() -> None:
+    """``importlib.metadata`` scans every installed distribution (about 20 ms of each command):
+    building the parser must not, and ``--version`` still prints it."""
+    code = "import sys; from zoo._cli import _parser; _parser(); print('importlib.metadata' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out == "False\n"
+    version = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("zoo ")
