@@ -43,16 +43,14 @@ _SPECS: dict[tuple[type, str], Any] = {}  # (spec class, repr of its arguments) 
 _MAX_SPECS = 8192  # distinct layer configurations remembered; the shipped files have about 2,000
 
 
-_Call = tuple[str, tuple[Any, ...], Shape]  # a block use: (block, its bound scope's values, input shape)
+_Call = tuple[str, str, Shape]  # a block use: (block, its bound scope's values, input shape)
 
 
-def _scope_key(scope: dict[str, Any]) -> tuple[Any, ...]:
-    """The bound parameters as a hashable key that tells apart what ``repr`` tells apart (1, 1.0
-    and true; 0.0 and -0.0): ints and strings as they are, anything else by type and repr. A
-    block's scope has its names in the same order at every use (base, declared, let)."""
-    return tuple(
-        (k, v) if type(v) is int or type(v) is str else (k, type(v), repr(v)) for k, v in scope.items()
-    )
+def _scope_key(scope: dict[str, Any]) -> str:
+    """The bound values as a key that tells apart what ``repr`` tells apart (1, 1.0 and true; 0.0
+    and -0.0). The names need not be in it: a block's scope has the same names in the same order
+    at every use (base, declared, let), and the key goes with the block."""
+    return repr(tuple(scope.values()))
 
 
 @dataclass(frozen=True)
