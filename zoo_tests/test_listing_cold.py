@@ -21,7 +21,7 @@ from zoo._errors import ZooError
 from zoo._registry import REGISTRY
 from zoo._tree import SeqArgs, leaves
 from zoo._values import resolve_params
-from zoo._yaml import _check_flow_depth, _compose
+from zoo._yaml import _check_flow_depth, _compiled_composable, _compose, parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "zoo_tests" / "bad_inputs").glob("*.yaml"))
@@ -323,3 +323,15 @@ def test_the_command_line_looks_up_the_version_only_when_asked() -> None:
     assert out == "False\n"
     version = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True, env=env)
     assert version.returncode == 0 and version.stdout.startswith("zoo ")
+
+
+def test_the_compiled_composer_takes_plain_files_and_leaves_properties_and_deep_nesting() -> None:
+    """Every shipped architecture file goes to libyaml's compiled composer; a tag or an anchor
+    (which libyaml may read otherwise) and a text that could nest deeply (the compiled composer
+    recurses in C) go to the event composer, and deep nesting still ends in a SchemaError."""
+    assert all(_compiled_composable(p.read_text()) for p in SHIPPED if "architectures" in p.parts)
+    for text in ("a: !!int 3\n", "a: [!x 3]\n", "a: &x 3\nb: *x\n", "- " * 3000 + "x\n"):
+        assert not _compiled_composable(text), text
+    assert _compiled_composable("when: ${a != b}\n")  # '!' inside a scalar is no tag
+    with pytest.raises(zoo.SchemaError, match="nesting deeper"):
+        parse_yaml("- " * 50_000 + "x\n")
