@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -143,15 +144,20 @@ def _compiled_composer() -> Any:
 # PyYAML decide; the compiled one cannot): '!' where a node starts (line start, after '- ', ': ',
 # '? ', '[', '{', ','), or an anchor '&name' (a tag may follow it).
 _PROPERTY = re.compile(r"(?:^|[\[{,:?\-])[ \t]*!|&\S", re.M)
-# The compiled composer recurses in C, one level per nesting level (a stack overflow ends the
-# process, not in a RecursionError): only texts with few enough collection indicators to bound
-# their nesting go to it. The largest shipped file has about 500.
-_C_MAX_INDICATORS = 2000
+# The compiled composer recurses in C, about 300 bytes of stack per nesting level (an overflow
+# ends the process, not in a RecursionError): only texts with few enough collection indicators
+# ('-', ':', '?', '[', '{': each nesting level needs one) go to it, and only on the main thread,
+# whose stack is the process's (8 MiB; a thread's may be 512 KiB). The largest shipped file has
+# about 540 indicators.
+_C_MAX_INDICATORS = 1000
 
 
 def _compiled_composable(text: str) -> bool:
     indicators = text.count("-") + text.count(":") + text.count("[") + text.count("{") + text.count("?")
-    return indicators <= _C_MAX_INDICATORS and not _PROPERTY.search(text)
+    return (
+        indicators <= _C_MAX_INDICATORS and not _PROPERTY.search(text)
+        and threading.current_thread() is threading.main_thread()
+    )
 
 
 def _compose(text: str) -> Node | None:

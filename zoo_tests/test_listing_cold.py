@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -330,8 +331,13 @@ def test_the_compiled_composer_takes_plain_files_and_leaves_properties_and_deep_
     (which libyaml may read otherwise) and a text that could nest deeply (the compiled composer
     recurses in C) go to the event composer, and deep nesting still ends in a SchemaError."""
     assert all(_compiled_composable(p.read_text()) for p in SHIPPED if "architectures" in p.parts)
-    for text in ("a: !!int 3\n", "a: [!x 3]\n", "a: &x 3\nb: *x\n", "- " * 3000 + "x\n"):
+    for text in ("a: !!int 3\n", "a: [!x 3]\n", "a: &x 3\nb: *x\n", "- " * 1001 + "x\n"):
         assert not _compiled_composable(text), text
     assert _compiled_composable("when: ${a != b}\n")  # '!' inside a scalar is no tag
+    found: list[bool] = []  # another thread's stack may be small: never there
+    thread = threading.Thread(target=lambda: found.append(_compiled_composable("a: 1\n")))
+    thread.start()
+    thread.join()
+    assert found == [False]
     with pytest.raises(zoo.SchemaError, match="nesting deeper"):
         parse_yaml("- " * 50_000 + "x\n")
