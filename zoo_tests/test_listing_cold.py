@@ -18,7 +18,7 @@ import yaml
 
 import zoo
 from zoo import _combinators, _expansion
-from zoo._errors import ZooError
+from zoo._errors import Location, ZooError
 from zoo._registry import REGISTRY
 from zoo._tree import SeqArgs, leaves
 from zoo._values import resolve_params
@@ -341,3 +341,14 @@ def test_the_compiled_composer_takes_plain_files_and_leaves_properties_and_deep_
     assert found == [False]
     with pytest.raises(zoo.SchemaError, match="nesting deeper"):
         parse_yaml("- " * 50_000 + "x\n")
+
+
+def test_parsed_locations_are_ordinary_locations() -> None:
+    """The parser makes its Locations without the dataclass's __init__: they must compare, hash
+    and print as Locations made the ordinary way, and stay frozen."""
+    data = parse_yaml("a:\n  - 1\n  - {b: 2}\n", "f.yaml")
+    made = data["a"].item_locs[1]
+    assert made == Location("f.yaml", 3, 5) and hash(made) == hash(Location("f.yaml", 3, 5))
+    assert str(made) == "f.yaml:3:5" and data["a"][1].loc == made and data.key_locs["a"] == Location("f.yaml", 1, 1)
+    with pytest.raises(AttributeError):
+        made.line = 4  # type: ignore[misc]
