@@ -3,10 +3,13 @@
 validates each primitive against its spec and infers its output shape. The result is a tree of
 ``Leaf``/``Group`` items (``_tree``); no tensors, and no torch: ``zoo list`` counts from it.
 
-Two memos keep the walk linear in what a file writes rather than in what it expands to: a
-primitive's validated spec per (spec class, arguments), shared by every expansion, and a block's
-expanded items per (block, bound parameters, input shape, use site) within one expansion, replayed
-as copies with the same limit accounting (layers, work, nesting) as expanding them again.
+Memos keep the walk linear in what the files write rather than in what they expand to, all
+shared by every expansion in the process (``zoo list`` expands every model): a primitive's
+validated spec per (spec class, arguments); a combinator's validated arguments (``_combinators``);
+and a block's expanded items per (template, bound parameters, input shape, use site, primitive
+table), replayed where the block names inside it find the same templates (another model's file
+may define one otherwise), with the same limit accounting (layers, work, nesting) as expanding
+them again. Replays share their nested items: nothing changes an expanded item in place.
 """
 
 from __future__ import annotations
