@@ -30,6 +30,7 @@ from ._tree import (
     SeqArgs,
     _check_name,
     _fmt,
+    _name_checked,
     leaves,
 )
 from ._yaml import loc_of
@@ -63,7 +64,7 @@ def _args(model: type[_A], raw: Any, path: str, loc: Location | None) -> _A:
             if len(_ARGS) >= _MAX_ARGS:
                 _ARGS.clear()
             _ARGS[key] = args
-    if args.name is not None:
+    if args.name is not None and not _name_checked(args.name):
         _check_name(args.name, loc_of(raw, "name") or loc, f"{path}.name")
     return args
 

@@ -35,7 +35,7 @@ from ._layers import PRIMITIVES, Primitive, Shape
 from ._limits import MAX_LAYERS, MAX_NESTING, MAX_WORK
 from ._pydantic_errors import validate
 from ._schema import ArchitectureSpec, BlockTemplate
-from ._tree import META_KEYS, Expanded, Group, Item, Leaf, _check_name, _fmt, _is_map
+from ._tree import META_KEYS, Expanded, Group, Item, Leaf, _check_name, _fmt, _is_map, _name_checked
 from ._values import bind_params, resolve_values
 from ._yaml import YList, YMap, loc_of
 
@@ -206,7 +206,7 @@ class _Expander:
         args_loc = _value_loc(raw, kind) if isinstance(raw, dict) and kind in raw else loc
         where = f"{path}.{kind}"
         if kind in COMBINATORS:
-            if not _is_map(args):
+            if not isinstance(args, dict):
                 raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=where)
             self._work(loc, path, 2)
             args = resolve_values(args, env, args_loc, where)
@@ -214,7 +214,7 @@ class _Expander:
                 return []
             return COMBINATORS[kind](self, args, env, shape, where, loc)
         meta: dict[str, Any] = {}
-        if _is_map(args):
+        if isinstance(args, dict):
             resolved = resolve_values(args, env, args_loc, where)
             # a YMap without 'name'/'when' is what taking them out would copy (nothing changes it later)
             if type(resolved) is not YMap or not _META.isdisjoint(resolved):
@@ -232,7 +232,7 @@ class _Expander:
         if "when" in meta and not self._when(meta["when"], loc_of(args, "when") or args_loc, where):
             return []
         name = meta.get("name")
-        if name is not None:
+        if name is not None and not _name_checked(name):
             _check_name(name, loc_of(args, "name") or args_loc, f"{where}.name")
         if kind in PRIMITIVES:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, where, args_loc or loc)]

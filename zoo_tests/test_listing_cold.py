@@ -352,3 +352,15 @@ def test_parsed_locations_are_ordinary_locations() -> None:
     assert str(made) == "f.yaml:3:5" and data["a"][1].loc == made and data.key_locs["a"] == Location("f.yaml", 1, 1)
     with pytest.raises(AttributeError):
         made.line = 4  # type: ignore[misc]
+
+
+def test_only_names_that_passed_are_remembered_as_checked() -> None:
+    """A module name that passed is not checked again; one that failed fails at every use."""
+    from zoo._tree import _check_name, _name_checked
+
+    _check_name("stage_one", None, "p")
+    assert _name_checked("stage_one") and not _name_checked(["stage_one"])
+    for _ in range(2):
+        with pytest.raises(zoo.SchemaError, match="attribute of torch.nn.Module"):
+            _check_name("training", None, "p")
+        assert not _name_checked("training")
