@@ -249,7 +249,7 @@ class _Expander:
         self._count(loc)
         if args is None:
             args = {}
-        elif not _is_map(args):
+        elif not isinstance(args, dict):
             if prim.primary is None:
                 raise SchemaError(f"{prim.name!r} takes no shorthand value; use a mapping of arguments", location=loc, path=path)
             args = {prim.primary: args}
@@ -267,7 +267,7 @@ class _Expander:
 
     def _block(self, kind: str, args: Any, name: str | None, shape: Shape, path: str, loc: Location | None) -> list[Item]:
         template = self._templates[kind]  # found by expand_node
-        args = dict(args or {}) if _is_map(args) or args is None else None
+        args = dict(args or {}) if isinstance(args, dict) or args is None else None
         if args is None:
             raise SchemaError(f"block {kind!r} takes a mapping of parameters", location=loc, path=path)
         for key in args:
@@ -309,14 +309,13 @@ class _Expander:
         self.calls.append(call)
         self.lookups.append({})
         collected = len(self.errors or [])
-        note = f"in block {kind!r} used at {loc or '?'} ({path})"
         layers_before, work_before, deepest_before = self.count, self.work, self.deepest
         self.deepest = self.depth
         try:
             layers = self.expand_list(template.layers, scope, shape, f"blocks.{kind}.layers", loc_of(template.layers) or loc)
         except ZooError as exc:
             if exc.location is None or exc.location != loc:
-                _add_context(exc, note)
+                _add_context(exc, _use_note(kind, loc, path))
             raise
         finally:
             self.calls.pop()
@@ -324,7 +323,7 @@ class _Expander:
             if self.lookups:  # what this use depends on, its enclosing uses depend on too
                 self.lookups[-1].update(lookups)
             for found in (self.errors or [])[collected:]:  # errors collected inside this use
-                _add_context(found, note)
+                _add_context(found, _use_note(kind, loc, path))
             depth, self.deepest = self.deepest - self.depth, max(self.deepest, deepest_before)
         if self.errors is None:  # a walk that collects errors may have dropped nodes: nothing to replay
             if len(_REPLAYS) >= _MAX_REPLAYS:
@@ -383,6 +382,11 @@ def _copy(items: list[Item]) -> list[Item]:
         Group(item.kind, item.name, item.loc, item.out_shape, item.inline, item.parts, item.scale, item.merge, item.block)
         for item in items
     ]
+
+
+def _use_note(kind: str, loc: Location | None, path: str) -> str:
+    """The context line an error inside a block's use gets (made only for an error)."""
+    return f"in block {kind!r} used at {loc or '?'} ({path})"
 
 
 _MAX_CONTEXT = 10  # a recursive block would otherwise add one line per level
