@@ -23,7 +23,7 @@ from yaml.resolver import Resolver
 from ._errors import Location, SchemaError
 from ._files import MAX_BYTES, read_file
 
-__all__ = ["MAX_BYTES", "YList", "YMap", "load_yaml", "loc_of", "parse_yaml"]
+__all__ = ["MAX_BYTES", "YList", "YMap", "load_yaml", "loc_of", "located_map", "parse_yaml"]
 
 MAX_NODES = 200_000  # values after alias expansion; a real architecture file has a few thousand
 MAX_DEPTH = 64  # nesting depth; real files stay under 20
@@ -56,6 +56,18 @@ class YMap(dict[str, Any]):
         self.loc = loc
         self.key_locs = {}
         self.dyn = None
+
+
+_new_dict = dict.__new__
+
+
+def located_map(values: dict[str, Any], loc: Location | None, key_locs: dict[str, Location]) -> YMap:
+    """``YMap(values, loc=loc)`` with ``key_locs``, made without the Python ``__init__`` (half the
+    time: the parser and every evaluation of a layer's arguments make one)."""
+    out: YMap = _new_dict(YMap)
+    dict.update(out, values)
+    out.__dict__.update(loc=loc, key_locs=key_locs, dyn=None)
+    return out
 
 
 class YList(list[Any]):
@@ -235,7 +247,7 @@ class _Builder:
             out.flat = all(map(_flat, out))
             return out
         if isinstance(node, MappingNode):
-            result = YMap(loc=loc)
+            result = located_map({}, loc, {})
             for key_node, value_node in node.value:
                 key_loc = _location(self.file, key_node)
                 key = self.build(key_node, depth + 1, key_loc)

@@ -364,3 +364,20 @@ def test_only_names_that_passed_are_remembered_as_checked() -> None:
         with pytest.raises(zoo.SchemaError, match="attribute of torch.nn.Module"):
             _check_name("training", None, "p")
         assert not _name_checked("training")
+
+
+def test_located_maps_are_ordinary_ymaps() -> None:
+    """``located_map`` skips YMap's __init__: the result holds the values, positions and no
+    'dyn' (not known), and copies and pickles as a YMap made the ordinary way."""
+    import copy
+    import pickle
+
+    from zoo._yaml import YMap, located_map
+
+    where = Location("f.yaml", 2, 3)
+    made = located_map({"a": 1}, where, {"a": where})
+    plain = YMap({"a": 1}, loc=where)
+    plain.key_locs = {"a": where}
+    for other in (copy.deepcopy(made), pickle.loads(pickle.dumps(made))):
+        assert type(other) is YMap and other == plain and other.loc == where and other.key_locs == {"a": where}
+    assert made.dyn is None and made == plain
