@@ -17,6 +17,7 @@ Each row prints the ratio to the row before it: with 10x more work, about 10 mea
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -59,12 +60,16 @@ layers:
 
 
 def _measure(fn: Callable[[], Any], *, memory: bool) -> tuple[float, float]:
-    """(seconds, peak MiB of Python allocations); the peak from a second, traced run."""
+    """(seconds, peak MiB of Python allocations); the peak from a second, traced run. Each run
+    starts after a full collection, so that one set off by the previous phase's garbage (about
+    70 ms with the shipped files parsed) is not billed to this one."""
+    gc.collect()
     start = time.perf_counter()
     fn()
     seconds = time.perf_counter() - start
     peak = 0.0
     if memory:
+        gc.collect()
         tracemalloc.start()
         fn()
         peak = tracemalloc.get_traced_memory()[1] / 2**20

@@ -118,6 +118,20 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for: ``importlib.metadata`` scans the installed
+    distributions (about 20 ms, which every other command, ``zoo list`` first, would pay)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"zoo {_version()}")
+        parser.exit()
+
+
 def _delegate(attr: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
         from .train import _cli as _train_cli
@@ -147,7 +161,7 @@ def _add_summary_args(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="CNN architectures as YAML files.")
-    parser.add_argument("--version", action="version", version=f"zoo {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="every model with its parameter count and source")
     p.add_argument("pattern", nargs="?", default=None, help="glob, e.g. 'resnet*'")

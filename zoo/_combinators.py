@@ -10,6 +10,7 @@ each other. Adding a combinator is one function and one entry in ``COMBINATORS``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import Location, SchemaError, ShapeError
@@ -17,6 +18,7 @@ from ._layers import Shape
 from ._pydantic_errors import validate
 from ._tree import (
     _A,
+    _LAYER_FIELDS,
     AuxArgs,
     ConcatArgs,
     Expanded,
@@ -28,6 +30,7 @@ from ._tree import (
     SeqArgs,
     _check_name,
     _fmt,
+    _name_checked,
     leaves,
 )
 from ._yaml import loc_of
@@ -44,11 +47,40 @@ class Combinator(Protocol):
     ) -> list[Item]: ...
 
 
+_ARGS: dict[tuple[Any, ...], Any] = {}  # (model, the arguments but the layer lists) -> validated arguments
+_MAX_ARGS = 4096
+
+
 def _args(model: type[_A], raw: Any, path: str, loc: Location | None) -> _A:
-    args = validate(model, raw, prefix=[path], location=loc)
-    if args.name is not None:
+    """The combinator's arguments validated. The layer lists in them (``list[Any]``, at least one
+    item, no boolean; ``post`` any value) pass whatever else they hold, so arguments
+    that differ only there validate alike: the result for the other values is reused. Callers read
+    the layer lists from ``raw``, never from the result."""
+    key = _args_key(model, raw)
+    args = _ARGS.get(key) if key is not None else None
+    if args is None:
+        args = validate(model, raw, prefix=[path], location=loc)
+        if key is not None:
+            if len(_ARGS) >= _MAX_ARGS:
+                _ARGS.clear()
+            _ARGS[key] = args
+    if args.name is not None and not _name_checked(args.name):
         _check_name(args.name, loc_of(raw, "name") or loc, f"{path}.name")
     return args
+
+
+def _args_key(model: type[_A], raw: Any) -> tuple[Any, ...] | None:
+    """What the validation of ``raw`` depends on; None when a layer field is not a non-empty list."""
+    key: list[Any] = [model]
+    for k, v in raw.items():
+        if k in _LAYER_FIELDS:
+            # Strict refuses a boolean item in a list field: such a list is validated for real
+            if k != "post" and not (isinstance(v, list) and v and not any(isinstance(x, bool) for x in v)):
+                return None
+            key.append(k)
+        else:
+            key.append((k, v) if type(v) is int or type(v) is str else (k, type(v), repr(v)))
+    return tuple(key)
 
 
 def _seq(ex: _Expander, raw: Any, env: Mapping[str, Any], shape: Shape, path: str, loc: Location | None) -> list[Item]:
@@ -160,17 +192,24 @@ def _protect_input(items: list[Item]) -> None:
     A residual body's input is also the shortcut's, a concat branch's input is every branch's and
     an aux head's input continues down the main path; an in-place ReLU first in any of them would
     corrupt the others (timm's Xception blocks start with ``ReLU(inplace=False)`` for this reason).
+    ``items`` is the caller's own list; the items in it may be shared with other uses of a block
+    (replayed expansions), so a changed one is replaced by a copy, never changed in place.
     """
-    if not items:
-        return
-    first = items[0]
-    if isinstance(first, Leaf):
-        if getattr(first.spec, "inplace", False):
-            first.spec = first.spec.model_copy(update={"inplace": False})
-        return
-    if first.kind == "residual":
-        _protect_input(first.parts[0])
-        _protect_input(first.parts[1])
-    else:
-        for part in first.parts:
-            _protect_input(part)
+    if items:
+        items[0] = _protected(items[0])
+
+
+def _protected(item: Item) -> Item:
+    """``item`` with ``inplace`` off in the first layers to see its input (itself when none has it)."""
+    if isinstance(item, Leaf):
+        if vars(item.spec).get("inplace", False):  # a field, or none: no pydantic attribute lookup
+            return replace(item, spec=item.spec.model_copy(update={"inplace": False}))
+        return item
+    parts = list(item.parts)
+    changed = False
+    for i in (0, 1) if item.kind == "residual" else range(len(parts)):
+        if parts[i]:
+            first = _protected(parts[i][0])
+            if first is not parts[i][0]:
+                parts[i], changed = [first, *parts[i][1:]], True
+    return replace(item, parts=parts) if changed else item

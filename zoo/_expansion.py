@@ -3,10 +3,13 @@
 validates each primitive against its spec and infers its output shape. The result is a tree of
 ``Leaf``/``Group`` items (``_tree``); no tensors, and no torch: ``zoo list`` counts from it.
 
-Two memos keep the walk linear in what a file writes rather than in what it expands to: a
-primitive's validated spec per (spec class, arguments), shared by every expansion, and a block's
-expanded items per (block, bound parameters, input shape, use site) within one expansion, replayed
-as copies with the same limit accounting (layers, work, nesting) as expanding them again.
+Memos keep the walk linear in what the files write rather than in what they expand to, all
+shared by every expansion in the process (``zoo list`` expands every model): a primitive's
+validated spec per (spec class, arguments); a combinator's validated arguments (``_combinators``);
+and a block's expanded items per (template, bound parameters, input shape, use site, primitive
+table), replayed where the block names inside it find the same templates (another model's file
+may define one otherwise), with the same limit accounting (layers, work, nesting) as expanding
+them again. Replays share their nested items: nothing changes an expanded item in place.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from ._layers import PRIMITIVES, Primitive, Shape
 from ._limits import MAX_LAYERS, MAX_NESTING, MAX_WORK
 from ._pydantic_errors import validate
 from ._schema import ArchitectureSpec, BlockTemplate
-from ._tree import META_KEYS, Expanded, Group, Item, Leaf, _check_name, _fmt, _is_map
+from ._tree import META_KEYS, Expanded, Group, Item, Leaf, _check_name, _fmt, _is_map, _name_checked
 from ._values import bind_params, resolve_values
 from ._yaml import YList, YMap, loc_of
 
@@ -43,27 +46,61 @@ _SPECS: dict[tuple[type, str], Any] = {}  # (spec class, repr of its arguments) 
 _MAX_SPECS = 8192  # distinct layer configurations remembered; the shipped files have about 2,000
 
 
+_Call = tuple[str, str, Shape]  # a block use: (block, its bound scope's values, input shape)
+
+
+def _scope_key(scope: dict[str, Any]) -> str:
+    """The bound values as a key that tells apart what ``repr`` tells apart (1, 1.0 and true; 0.0
+    and -0.0). The names need not be in it: a block's scope has the same names in the same order
+    at every use (base, declared, let), and the key goes with the block."""
+    return repr(tuple(scope.values()))
+
+
 @dataclass(frozen=True)
 class _Replay:
-    """A block's expansion as it first came out, and what it cost against the limits."""
+    """A block's expansion as it first came out, what it cost against the limits, and what else it
+    depended on: the templates its nested block names found and the primitive table (objects kept
+    alive here, so that the ids in the memo's keys stay theirs)."""
 
     items: list[Item]
     out_shape: Shape
     layers: int
     work: int
     depth: int  # nesting levels it reached below the use site
+    template: BlockTemplate
+    lookups: dict[str, BlockTemplate]  # block name -> the template it resolved to, inside this expansion
+    table: tuple[tuple[str, Primitive], ...]
+
+
+# The block memo, shared by every expansion in the process (``zoo list`` expands every model, and
+# ResNet-50/101/152 or the EfficientNets use the same templates with the same arguments):
+# (id of the template, its use, where it is used, id of the primitive table) -> its expansion.
+_REPLAYS: dict[tuple[int, _Call, Location | None, int], _Replay] = {}
+_MAX_REPLAYS = 4096  # block uses remembered; the shipped models have about 2,400 distinct ones
+_TABLE: list[tuple[tuple[str, Primitive], ...]] = [()]
+
+
+def _table() -> tuple[tuple[str, Primitive], ...]:
+    """The primitive table as it is now, the same object while it does not change."""
+    now = tuple(PRIMITIVES.items())
+    if now != _TABLE[0]:
+        _TABLE[0] = now
+    return _TABLE[0]
 
 
 class _Expander:
     def __init__(self, blocks: Mapping[str, BlockTemplate], file: str) -> None:
         self.blocks = blocks
+        self._templates: dict[str, BlockTemplate] = {}  # names found in ``blocks`` (a ChainMap: slow lookups)
         self.file = file
         self.count = 0
         self.work = 0
         self.depth = 0
         self.deepest = 0  # the deepest nesting reached so far (for the block memo's accounting)
-        self.calls: list[tuple[str, str]] = []  # blocks being expanded, with their arguments
-        self.memo: dict[tuple[str, str, Location | None], _Replay] = {}
+        self.calls: list[_Call] = []  # blocks being expanded, with their arguments
+        # per block being expanded, the block names looked up inside it (what its replay depends on)
+        self.lookups: list[dict[str, BlockTemplate]] = []
+        self.table = _table()
         # ``zoo validate``: collect errors and go on; after the first error shapes are unreliable,
         # so only errors that do not depend on shapes are collected from then on
         self.errors: list[ZooError] | None = None
@@ -88,6 +125,14 @@ class _Expander:
             f"a layer must be a name or a mapping {{type: arguments}}, got {type(raw).__name__.replace('Y', '').lower()}",
             location=loc, path=path,
         )
+
+    def _template(self, kind: str) -> BlockTemplate | None:
+        template = self._templates.get(kind)
+        if template is None and kind in self.blocks:
+            template = self._templates[kind] = self.blocks[kind]
+        if template is not None and self.lookups:
+            self.lookups[-1][kind] = template
+        return template
 
     def _known(self) -> list[str]:
         return [*PRIMITIVES, *COMBINATORS, *self.blocks]
@@ -161,7 +206,7 @@ class _Expander:
         args_loc = _value_loc(raw, kind) if isinstance(raw, dict) and kind in raw else loc
         where = f"{path}.{kind}"
         if kind in COMBINATORS:
-            if not _is_map(args):
+            if not isinstance(args, dict):
                 raise SchemaError(f"{kind!r} needs a mapping of arguments", location=args_loc or loc, path=where)
             self._work(loc, path, 2)
             args = resolve_values(args, env, args_loc, where)
@@ -169,24 +214,29 @@ class _Expander:
                 return []
             return COMBINATORS[kind](self, args, env, shape, where, loc)
         meta: dict[str, Any] = {}
-        if _is_map(args):
-            args = resolve_values(args, env, args_loc, where)
+        if isinstance(args, dict):
+            resolved = resolve_values(args, env, args_loc, where)
             # a YMap without 'name'/'when' is what taking them out would copy (nothing changes it later)
-            if type(args) is not YMap or not _META.isdisjoint(args):
-                meta = {k: args[k] for k in META_KEYS if k in args}
-                rest = YMap({k: v for k, v in args.items() if k not in META_KEYS}, loc=loc_of(args))
-                rest.key_locs = getattr(args, "key_locs", {})
-                args = rest
+            if type(resolved) is not YMap or not _META.isdisjoint(resolved):
+                meta = {k: resolved[k] for k in META_KEYS if k in resolved}
+                if resolved is not args and type(resolved) is YMap:  # a copy already: take them out of it
+                    for k in meta:
+                        del resolved[k]
+                else:
+                    rest = YMap({k: v for k, v in resolved.items() if k not in META_KEYS}, loc=loc_of(resolved))
+                    rest.key_locs = getattr(resolved, "key_locs", {})
+                    resolved = rest
+            args = resolved
         elif args is not None:
             args = resolve_values(args, env, args_loc, where)
         if "when" in meta and not self._when(meta["when"], loc_of(args, "when") or args_loc, where):
             return []
         name = meta.get("name")
-        if name is not None:
+        if name is not None and not _name_checked(name):
             _check_name(name, loc_of(args, "name") or args_loc, f"{where}.name")
         if kind in PRIMITIVES:
             return [self._primitive(PRIMITIVES[kind], args, name, shape, where, args_loc or loc)]
-        if kind in self.blocks:
+        if self._template(kind) is not None:
             return self._block(kind, args, name, shape, where, args_loc or loc)
         raise UnknownNameError(f"no layer or block {kind!r}", location=loc, path=path, hint=layer_hint(kind, self._known()))
 
@@ -199,7 +249,7 @@ class _Expander:
         self._count(loc)
         if args is None:
             args = {}
-        elif not _is_map(args):
+        elif not isinstance(args, dict):
             if prim.primary is None:
                 raise SchemaError(f"{prim.name!r} takes no shorthand value; use a mapping of arguments", location=loc, path=path)
             args = {prim.primary: args}
@@ -216,8 +266,8 @@ class _Expander:
         return Leaf(name, prim, spec, shape, out, loc)
 
     def _block(self, kind: str, args: Any, name: str | None, shape: Shape, path: str, loc: Location | None) -> list[Item]:
-        template = self.blocks[kind]
-        args = dict(args or {}) if _is_map(args) or args is None else None
+        template = self._templates[kind]  # found by expand_node
+        args = dict(args or {}) if isinstance(args, dict) or args is None else None
         if args is None:
             raise SchemaError(f"block {kind!r} takes a mapping of parameters", location=loc, path=path)
         for key in args:
@@ -231,15 +281,16 @@ class _Expander:
         # inverted residuals and SE widths are computed from it
         scope = bind_params(template.params, template.let, args, loc=loc, path=path, what=f"block {kind!r}",
                             base={"in_channels": shape[0]})
-        call = (kind, repr(sorted(scope.items(), key=lambda kv: kv[0])) + repr(shape))
+        call = (kind, _scope_key(scope), tuple(shape))
         if call in self.calls:
             # the same block with the same arguments and input expands the same way forever
-            chain = " -> ".join([k for k, _ in self.calls[self.calls.index(call):]] + [kind])
+            chain = " -> ".join([c[0] for c in self.calls[self.calls.index(call):]] + [kind])
             raise SchemaError(
                 f"block {kind!r} uses itself with the same arguments: a cycle ({chain})",
                 location=loc, path=path, hint="a recursive block needs a parameter that changes and a 'when:' that ends it",
             )
-        layers = self._replay((*call, loc)) or self._expand_block(kind, template, scope, call, shape, path, loc)
+        key = (id(template), call, loc, id(self.table))
+        layers = self._replay(key) or self._expand_block(kind, template, scope, call, key, path, loc)
         items = layers.items
         if len(items) == 1 and not items[0].inline:
             if name is not None:
@@ -250,39 +301,50 @@ class _Expander:
         return [Group("seq", name, loc, layers.out_shape, parts=[items], block=kind)]
 
     def _expand_block(
-        self, kind: str, template: BlockTemplate, scope: dict[str, Any], call: tuple[str, str], shape: Shape,
+        self, kind: str, template: BlockTemplate, scope: dict[str, Any], call: _Call, key: tuple[Any, ...],
         path: str, loc: Location | None,
     ) -> Expanded:
         """Expand a block's layers for real, and remember them for the next identical use."""
+        shape = call[2]
         self.calls.append(call)
+        self.lookups.append({})
         collected = len(self.errors or [])
-        note = f"in block {kind!r} used at {loc or '?'} ({path})"
         layers_before, work_before, deepest_before = self.count, self.work, self.deepest
         self.deepest = self.depth
         try:
             layers = self.expand_list(template.layers, scope, shape, f"blocks.{kind}.layers", loc_of(template.layers) or loc)
         except ZooError as exc:
             if exc.location is None or exc.location != loc:
-                _add_context(exc, note)
+                _add_context(exc, _use_note(kind, loc, path))
             raise
         finally:
             self.calls.pop()
+            lookups = self.lookups.pop()
+            if self.lookups:  # what this use depends on, its enclosing uses depend on too
+                self.lookups[-1].update(lookups)
             for found in (self.errors or [])[collected:]:  # errors collected inside this use
-                _add_context(found, note)
+                _add_context(found, _use_note(kind, loc, path))
             depth, self.deepest = self.deepest - self.depth, max(self.deepest, deepest_before)
         if self.errors is None:  # a walk that collects errors may have dropped nodes: nothing to replay
-            self.memo[(*call, loc)] = _Replay(
+            if len(_REPLAYS) >= _MAX_REPLAYS:
+                _REPLAYS.clear()
+            _REPLAYS[key] = _Replay(
                 _copy(layers.items), layers.out_shape, self.count - layers_before, self.work - work_before, depth,
+                template, lookups, self.table,
             )
         return layers
 
-    def _replay(self, key: tuple[str, str, Location | None]) -> Expanded | None:
-        """A copy of the block's earlier expansion, counted as if expanded again; None when there is
-        none, or when the limits would stop it part-way (then the real walk raises where they do)."""
-        memo = self.memo.get(key)
+    def _replay(self, key: tuple[Any, ...]) -> Expanded | None:
+        """A copy of the block's earlier expansion (in this model or another), counted as if
+        expanded again; None when there is none, when a block name inside it finds another template
+        here (another model's file defines it), or when the limits would stop it part-way (then the
+        real walk raises where they do)."""
+        memo = _REPLAYS.get(key)
         if memo is None or self.errors is not None:
             return None
         if self.count + memo.layers > MAX_LAYERS or self.work + memo.work > MAX_WORK or self.depth + memo.depth > MAX_NESTING:
+            return None
+        if any(self._template(name) is not template for name, template in memo.lookups.items()):
             return None
         self.count += memo.layers
         self.work += memo.work
@@ -311,15 +373,20 @@ def _validated(prim: Primitive, args: Any, path: str, loc: Location | None) -> A
 
 
 def _copy(items: list[Item]) -> list[Item]:
-    """Fresh Leaf/Group objects over the same specs and shapes: the caller renames the first item,
-    and ``_protect_input`` swaps a leaf's spec, so a replayed expansion must not share them."""
+    """Fresh top-level Leaf/Group objects over the same specs, shapes and nested items: the caller
+    renames the first item, which a replayed expansion must not share. Nothing changes nested
+    items in place (``_protect_input`` replaces what it changes), so they are shared, not copied."""
     return [
         Leaf(item.name, item.primitive, item.spec, item.in_shape, item.out_shape, item.loc, item.inline)
         if isinstance(item, Leaf) else
-        Group(item.kind, item.name, item.loc, item.out_shape, item.inline, [_copy(p) for p in item.parts],
-              item.scale, item.merge, item.block)
+        Group(item.kind, item.name, item.loc, item.out_shape, item.inline, item.parts, item.scale, item.merge, item.block)
         for item in items
     ]
+
+
+def _use_note(kind: str, loc: Location | None, path: str) -> str:
+    """The context line an error inside a block's use gets (made only for an error)."""
+    return f"in block {kind!r} used at {loc or '?'} ({path})"
 
 
 _MAX_CONTEXT = 10  # a recursive block would otherwise add one line per level

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import keyword
 import math
 import operator
 import re
@@ -100,6 +101,11 @@ def is_expression(value: Any) -> bool:
 
 def interpolate(value: str, env: Mapping[str, Any]) -> Any:
     """``"${a * 2}"`` gives the value itself; ``"layer${i + 1}"`` gives a string."""
+    name = _BARE.get(value)
+    if name is not None:  # ``${name}``, most expressions: the parameter's value, as ``load`` gives it
+        found = env.get(name, _MISSING)
+        if found is not _MISSING and not isinstance(found, (str, list)):
+            return found
     plan = _plan(value)
     if isinstance(plan, str):  # the whole value is one expression
         return evaluate(plan, env)
@@ -119,6 +125,8 @@ def interpolate(value: str, env: Mapping[str, Any]) -> Any:
 
 
 _Plan = str | tuple[tuple[tuple[str, str], ...], str, bool]
+_BARE: dict[str, str] = {}  # template -> the parameter it is, for templates that are only '${name}'
+_MAX_BARE = 4096
 
 
 @functools.lru_cache(maxsize=4096)
@@ -128,7 +136,13 @@ def _plan(value: str) -> _Plan:
     after the last one, and whether that text holds an unterminated ``${``."""
     whole = _TEMPLATE.fullmatch(value.strip())
     if whole:
-        return whole.group(1)
+        text = whole.group(1)
+        name = text.strip()
+        # a plain ASCII name (ast would NFKC-normalize others) that ``_c_name`` loads from env
+        if name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__") \
+                and len(text) <= _MAX_TEXT and len(_BARE) < _MAX_BARE:
+            _BARE[value] = name
+        return text
     pieces: list[tuple[str, str]] = []
     last = 0
     for match in _TEMPLATE.finditer(value):

@@ -126,8 +126,20 @@ def _is_map(x: Any) -> bool:
     return isinstance(x, dict)
 
 
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+_CHECKED: set[str] = set()  # names that passed: a few hundred distinct ones name thousands of layers
+
+
+def _name_checked(name: Any) -> bool:
+    """Whether ``name`` passed :func:`_check_name` before (then its location and path need not be
+    looked up to check it again)."""
+    return type(name) is str and name in _CHECKED
+
+
 def _check_name(name: Any, loc: Location | None, path: str) -> None:
-    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+    if not isinstance(name, str) or not _NAME_RE.match(name):
         raise SchemaError(
             f"name must be a non-empty text without '.' (it is one state_dict key component), got {name!r}",
             location=loc, path=path,
@@ -137,6 +149,8 @@ def _check_name(name: Any, loc: Location | None, path: str) -> None:
             f"name {name!r} is an attribute of torch.nn.Module and cannot name a layer",
             location=loc, path=path, hint=f"choose another name, such as '{name.strip('_')}_'",
         )
+    if len(_CHECKED) < 65536:
+        _CHECKED.add(name)
 
 
 def leaves(items: list[Item]) -> Iterator[Leaf]:

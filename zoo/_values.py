@@ -14,7 +14,7 @@ from ._errors import ExpressionError, Location, SchemaError, UnknownNameError, Z
 from ._expr import interpolate, is_expression
 from ._schema import REQUIRED, ArchitectureSpec
 from ._tree import _LAYER_FIELDS
-from ._yaml import YMap, loc_of
+from ._yaml import YMap, loc_of, located_map
 
 __all__ = ["bind_params", "is_int", "positive_int", "resolve_params", "resolve_values"]
 
@@ -77,9 +77,7 @@ def _like(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """``values`` as the kind of mapping ``raw`` is: a YMap keeps its positions (for later errors)."""
     if not isinstance(raw, YMap):
         return values
-    out = YMap(values, loc=raw.loc)
-    out.key_locs = raw.key_locs
-    return out
+    return located_map(values, raw.loc, raw.key_locs)
 
 
 def bind_params(

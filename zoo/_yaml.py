@@ -9,7 +9,9 @@ containing: non-standard tags, duplicate keys, alias bombs, absurd nesting and n
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from yaml.resolver import Resolver
 from ._errors import Location, SchemaError
 from ._files import MAX_BYTES, read_file
 
-__all__ = ["MAX_BYTES", "YList", "YMap", "load_yaml", "loc_of", "parse_yaml"]
+__all__ = ["MAX_BYTES", "YList", "YMap", "load_yaml", "loc_of", "located_map", "parse_yaml"]
 
 MAX_NODES = 200_000  # values after alias expansion; a real architecture file has a few thousand
 MAX_DEPTH = 64  # nesting depth; real files stay under 20
@@ -56,6 +58,18 @@ class YMap(dict[str, Any]):
         self.dyn = None
 
 
+_new_dict = dict.__new__
+
+
+def located_map(values: dict[str, Any], loc: Location | None, key_locs: dict[str, Location]) -> YMap:
+    """``YMap(values, loc=loc)`` with ``key_locs``, made without the Python ``__init__`` (half the
+    time: the parser and every evaluation of a layer's arguments make one)."""
+    out: YMap = _new_dict(YMap)
+    dict.update(out, values)
+    out.__dict__.update(loc=loc, key_locs=key_locs, dyn=None)
+    return out
+
+
 class YList(list[Any]):
     """A sequence from a YAML file, with the location of itself and of each item."""
 
@@ -84,9 +98,17 @@ def loc_of(container: Any, key: Any = None) -> Location | None:
     return getattr(container, "loc", None)
 
 
+_new = object.__new__
+
+
 def _location(file: str, node: Node) -> Location:
+    """``Location(file, line, column)`` of the node, made without the frozen dataclass's
+    ``__init__`` (which sets each field through ``object.__setattr__``; three times slower): a
+    parse makes one per value, 16,000 for the shipped files. The result is an ordinary Location."""
     mark = node.start_mark
-    return Location(file, mark.line + 1, mark.column + 1)
+    loc: Location = _new(Location)
+    loc.__dict__.update(file=file, line=mark.line + 1, column=mark.column + 1)
+    return loc
 
 
 _LIBYAML = yaml.__with_libyaml__  # False when PyYAML was built without it: the Python parser does it all
@@ -124,6 +146,40 @@ class _FastComposer(Composer, Resolver):
         return event
 
 
+@functools.cache
+def _compiled_composer() -> Any:
+    """libyaml's parser with PyYAML's composer compiled in (``yaml.CSafeLoader`` without the
+    constructor): about twice as fast again, for texts with no node properties and no deep nesting."""
+    from yaml._yaml import CParser  # present when PyYAML has libyaml
+
+    class CComposer(CParser, Resolver):
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            Resolver.__init__(self)
+
+    return CComposer
+
+
+# A node property, where libyaml and PyYAML may disagree (the event composer sees the tag and lets
+# PyYAML decide; the compiled one cannot): '!' where a node starts (line start, after '- ', ': ',
+# '? ', '[', '{', ','), or an anchor '&name' (a tag may follow it).
+_PROPERTY = re.compile(r"(?:^|[\[{,:?\-])[ \t]*!|&\S", re.M)
+# The compiled composer recurses in C, about 300 bytes of stack per nesting level (an overflow
+# ends the process, not in a RecursionError): only texts with few enough collection indicators
+# ('-', ':', '?', '[', '{': each nesting level needs one) go to it, and only on the main thread,
+# whose stack is the process's (8 MiB; a thread's may be 512 KiB). The largest shipped file has
+# about 540 indicators.
+_C_MAX_INDICATORS = 1000
+
+
+def _compiled_composable(text: str) -> bool:
+    indicators = text.count("-") + text.count(":") + text.count("[") + text.count("{") + text.count("?")
+    return (
+        indicators <= _C_MAX_INDICATORS and not _PROPERTY.search(text)
+        and threading.current_thread() is threading.main_thread()
+    )
+
+
 def _compose(text: str) -> Node | None:
     """The document's node tree, as ``yaml.SafeLoader`` composes it (a test compares the two on
     every shipped file, the bad-input corpus and mutations of them). A text libyaml rejects or
@@ -131,6 +187,8 @@ def _compose(text: str) -> Node | None:
     (and the bad-input corpus) are written against."""
     if _LIBYAML and not _DIVERGES.search(text) and not yaml.reader.Reader.NON_PRINTABLE.search(text):
         try:
+            if _compiled_composable(text):
+                return _compiled_composer()(text).get_single_node()  # type: ignore[no-any-return]
             return _FastComposer(text).get_single_node()
         except yaml.YAMLError:
             pass  # the pure-Python parse below decides: its error, or its tree where it is more lenient
@@ -145,8 +203,10 @@ class _Builder:
         self.count = 0
         self.constructor = yaml.SafeLoader("")  # used only for its scalar resolvers
 
-    def build(self, node: Node, depth: int = 0) -> Any:
-        loc = _location(self.file, node)
+    def build(self, node: Node, depth: int = 0, loc: Location | None = None) -> Any:
+        """The node's value; ``loc`` is its location when the caller has made it already."""
+        if loc is None:
+            loc = _location(self.file, node)
         self.count += 1
         if self.count > MAX_NODES:
             raise SchemaError(
@@ -181,15 +241,16 @@ class _Builder:
         if isinstance(node, SequenceNode):
             out = YList(loc=loc)
             for item in node.value:
-                out.append(self.build(item, depth + 1))
-                out.item_locs.append(_location(self.file, item))
+                item_loc = _location(self.file, item)
+                out.append(self.build(item, depth + 1, item_loc))
+                out.item_locs.append(item_loc)
             out.flat = all(map(_flat, out))
             return out
         if isinstance(node, MappingNode):
-            result = YMap(loc=loc)
+            result = located_map({}, loc, {})
             for key_node, value_node in node.value:
-                key = self.build(key_node, depth + 1)
                 key_loc = _location(self.file, key_node)
+                key = self.build(key_node, depth + 1, key_loc)
                 if not isinstance(key, (str, int, float, bool)) or isinstance(key, (YMap, YList)):
                     raise SchemaError("mapping keys must be plain scalars", location=key_loc)
                 key = str(key) if not isinstance(key, str) else key

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ import pytest
 import yaml
 
 import zoo
-from zoo import _expansion
-from zoo._errors import ZooError
+from zoo import _combinators, _expansion
+from zoo._errors import Location, ZooError
 from zoo._registry import REGISTRY
+from zoo._tree import SeqArgs, leaves
 from zoo._values import resolve_params
-from zoo._yaml import _check_flow_depth, _compose
+from zoo._yaml import _check_flow_depth, _compiled_composable, _compose, parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "zoo_tests" / "bad_inputs").glob("*.yaml"))
@@ -142,6 +144,7 @@ def _no_replay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_expansion._Expander, "_replay", lambda self, key: None)
     monkeypatch.setattr(_expansion, "_SPECS", {})
     monkeypatch.setattr(_expansion, "_MAX_SPECS", 0)  # every spec validated afresh
+    monkeypatch.setattr(_combinators, "_args_key", lambda model, raw: None)  # every combinator's arguments too
 
 
 def _expand(name: str) -> Any:
@@ -165,7 +168,59 @@ def test_replayed_blocks_are_copies() -> None:
     stage = next(item for item in tree.items if item.name == "layer3")
     first, second = stage.parts[0][1], stage.parts[0][2]  # identical bottlenecks: the second is a replay
     assert first == second and first is not second
-    assert first.parts[0][0] is not second.parts[0][0]
+
+
+def _inplace_flags(items: list[Any]) -> list[bool]:
+    return [leaf.spec.inplace for leaf in leaves(items) if leaf.primitive.name == "relu"]
+
+
+def test_protecting_a_shared_input_does_not_reach_other_uses_of_a_replayed_block(tmp_path: Path) -> None:
+    """A replay shares its nested items with the first expansion and the memo: the residual that
+    turns off the in-place ReLU at its input gets its own copy of the path down to that ReLU."""
+    path = tmp_path / "shared.yaml"
+    path.write_text(  # 'unit' sits at one place in 'wrapper': its second and third uses are replays
+        "name: shared_relu\ndescription: d\nsource: s\ninput: [4]\npublished: {params: 0, source: s}\n"
+        "blocks:\n  unit:\n    layers: [{seq: {layers: [relu, {dense: 4}]}}]\n  wrapper:\n    layers: [unit]\n"
+        "layers:\n  - wrapper\n  - residual: {body: [wrapper]}\n  - wrapper\n"
+    )
+    registry = REGISTRY.with_file(path)
+    spec = registry.get_spec("shared_relu")
+    for _ in range(2):  # the second expansion replays every use from the memo
+        tree = _expansion.expand(spec, registry.blocks(), {}, (4,))
+        plain, residual, again = tree.items
+        assert _inplace_flags([plain]) == [True] and _inplace_flags([again]) == [True]
+        assert _inplace_flags(residual.parts[0]) == [False]
+
+
+def test_the_block_memo_is_shared_by_models_and_gives_their_own_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ResNet-101 replays the bottlenecks ResNet-50 expanded (same template, arguments, input
+    and use site), and the result equals a walk without any memo."""
+    _expansion._REPLAYS.clear()
+    _expand("resnet50")
+    before = set(_expansion._REPLAYS)
+    fast = _expand("resnet101")
+    assert len(set(_expansion._REPLAYS) - before) < len(before)  # most of its block uses were there already
+    _no_replay(monkeypatch)
+    assert _expand("resnet101") == fast
+
+
+def test_a_block_name_another_file_defines_otherwise_is_not_replayed(tmp_path: Path) -> None:
+    """Two files use the same library-like template, whose nested block ``inner`` each file
+    defines its own way: the second file's expansion must not replay the first one's."""
+    head = "description: d\nsource: s\ninput: [4]\npublished: {params: 0, source: s}\n"
+    (tmp_path / "lib.yaml").write_text("kind: blocks\nblocks:\n  outer:\n    params: {width: 1}\n    layers: [inner]\n")
+    (tmp_path / "parent.yaml").write_text("name: uses_parent\nabstract: true\n" + head + "layers:\n  - outer: {width: 3}\n")
+    for name, units in (("uses_a", 5), ("uses_b", 7)):  # the same use of 'outer' (the parent's), another 'inner'
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: {name}\nextends: uses_parent\n{head}blocks:\n  inner:\n    layers: [{{dense: {units}}}]\n"
+        )
+    registry = REGISTRY.with_file(tmp_path / "uses_a.yaml")
+    registry.register_dir(tmp_path)
+    widths = {}
+    for name in ("uses_a", "uses_b", "uses_a"):
+        spec = registry.get_spec(name)
+        widths[name] = _expansion.expand(spec, registry.blocks(), {}, (4,)).out_shape
+    assert widths == {"uses_a": (5,), "uses_b": (7,)}
 
 
 def _corpus_outcome(path: Path) -> str:
@@ -204,6 +259,52 @@ def test_limits_met_inside_replayed_blocks(tmp_path: Path, monkeypatch: pytest.M
     assert fast == _corpus_outcome(path) and "more than 40000 layers" in fast
 
 
+def test_a_limit_trips_inside_a_block_replayed_from_another_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replays from the shared memo count their layers: a model that repeats the block another
+    model expanded first (the same use, in their common parent) still stops at the layer limit,
+    with the message of a walk without the memo."""
+    head = "description: d\nsource: s\ninput: [4]\npublished: {params: 0, source: s}\n"
+    (tmp_path / "parent.yaml").write_text(
+        "name: repeats_parent\nabstract: true\n" + head + "params: {n: 3}\n"
+        "blocks:\n  five:\n    layers: [relu, relu, relu, {seq: {layers: [relu, relu]}}]\n"
+        "layers:\n  - repeat: {n: '${n}', layers: [five]}\n"
+    )
+    (tmp_path / "small.yaml").write_text("name: small_user\nextends: repeats_parent\n" + head)
+    (tmp_path / "big.yaml").write_text("name: big_user\nextends: repeats_parent\n" + head + "params: {n: 10000}\n")
+    registry = REGISTRY.with_file(tmp_path / "small.yaml")
+    registry.register_dir(tmp_path)
+    small, big = registry.get_spec("small_user"), registry.get_spec("big_user")
+    assert len(list(leaves(_expansion.expand(small, registry.blocks(), {}, (4,)).items))) == 15
+
+    def outcome() -> str:
+        with pytest.raises(zoo.SizeLimitError) as info:
+            _expansion.expand(big, registry.blocks(), {}, (4,))
+        return str(info.value)
+
+    replayed = outcome()
+    assert "more than 40000 layers" in replayed
+    _no_replay(monkeypatch)
+    assert outcome() == replayed
+
+
+def test_block_uses_with_equal_values_of_other_types_are_told_apart() -> None:
+    """The block memo's key tells 1, 1.0 and true apart, and 0.0 from -0.0, as repr does."""
+    keys = {_expansion._scope_key({"a": v}) for v in (1, 1.0, True, 0.0, -0.0, "1", [1], None)}
+    assert len(keys) == 8
+
+
+def test_combinator_arguments_memo_validates_what_the_layer_lists_change() -> None:
+    """Arguments that differ only in their layer lists validate alike, except where a list holds a
+    boolean (which Strict refuses) or is empty: those are validated for real, with their errors."""
+    good = _combinators._args(SeqArgs, {"layers": ["relu"], "name": "a"}, "p", None)
+    assert _combinators._args(SeqArgs, {"layers": ["flatten", "relu"], "name": "a"}, "p", None) is good
+    with pytest.raises(zoo.SchemaError, match="not a boolean"):
+        _combinators._args(SeqArgs, {"layers": ["relu", True], "name": "a"}, "p", None)
+    with pytest.raises(zoo.SchemaError, match="at least one"):
+        _combinators._args(SeqArgs, {"layers": [], "name": "a"}, "p", None)
+    assert _combinators._args(SeqArgs, {"layers": ["relu"], "name": "b"}, "p", None).name == "b"
+
+
 def test_equal_arguments_of_other_types_are_validated_apart() -> None:
     """The spec memo keys on repr: ``1``, ``1.0`` and ``true`` stay three different arguments."""
     prim = _expansion.PRIMITIVES["dense"]
@@ -212,3 +313,71 @@ def test_equal_arguments_of_other_types_are_validated_apart() -> None:
         _expansion._validated(prim, {"units": True}, "p", None)
     drop = _expansion.PRIMITIVES["dropout"]
     assert _expansion._validated(drop, {"p": 1}, "p", None) == _expansion._validated(drop, {"p": 1.0}, "p", None)
+
+
+def test_the_command_line_looks_up_the_version_only_when_asked() -> None:
+    """``importlib.metadata`` scans every installed distribution (about 20 ms of each command):
+    building the parser must not, and ``--version`` still prints it."""
+    code = "import sys; from zoo._cli import _parser; _parser(); print('importlib.metadata' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out == "False\n"
+    version = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("zoo ")
+
+
+def test_the_compiled_composer_takes_plain_files_and_leaves_properties_and_deep_nesting() -> None:
+    """Every shipped architecture file goes to libyaml's compiled composer; a tag or an anchor
+    (which libyaml may read otherwise) and a text that could nest deeply (the compiled composer
+    recurses in C) go to the event composer, and deep nesting still ends in a SchemaError."""
+    assert all(_compiled_composable(p.read_text()) for p in SHIPPED if "architectures" in p.parts)
+    for text in ("a: !!int 3\n", "a: [!x 3]\n", "a: &x 3\nb: *x\n", "- " * 1001 + "x\n"):
+        assert not _compiled_composable(text), text
+    assert _compiled_composable("when: ${a != b}\n")  # '!' inside a scalar is no tag
+    found: list[bool] = []  # another thread's stack may be small: never there
+    thread = threading.Thread(target=lambda: found.append(_compiled_composable("a: 1\n")))
+    thread.start()
+    thread.join()
+    assert found == [False]
+    with pytest.raises(zoo.SchemaError, match="nesting deeper"):
+        parse_yaml("- " * 50_000 + "x\n")
+
+
+def test_parsed_locations_are_ordinary_locations() -> None:
+    """The parser makes its Locations without the dataclass's __init__: they must compare, hash
+    and print as Locations made the ordinary way, and stay frozen."""
+    data = parse_yaml("a:\n  - 1\n  - {b: 2}\n", "f.yaml")
+    made = data["a"].item_locs[1]
+    assert made == Location("f.yaml", 3, 5) and hash(made) == hash(Location("f.yaml", 3, 5))
+    assert str(made) == "f.yaml:3:5" and data["a"][1].loc == made and data.key_locs["a"] == Location("f.yaml", 1, 1)
+    with pytest.raises(AttributeError):
+        made.line = 4  # type: ignore[misc]
+
+
+def test_only_names_that_passed_are_remembered_as_checked() -> None:
+    """A module name that passed is not checked again; one that failed fails at every use."""
+    from zoo._tree import _check_name, _name_checked
+
+    _check_name("stage_one", None, "p")
+    assert _name_checked("stage_one") and not _name_checked(["stage_one"])
+    for _ in range(2):
+        with pytest.raises(zoo.SchemaError, match="attribute of torch.nn.Module"):
+            _check_name("training", None, "p")
+        assert not _name_checked("training")
+
+
+def test_located_maps_are_ordinary_ymaps() -> None:
+    """``located_map`` skips YMap's __init__: the result holds the values, positions and no
+    'dyn' (not known), and copies and pickles as a YMap made the ordinary way."""
+    import copy
+    import pickle
+
+    from zoo._yaml import YMap, located_map
+
+    where = Location("f.yaml", 2, 3)
+    made = located_map({"a": 1}, where, {"a": where})
+    plain = YMap({"a": 1}, loc=where)
+    plain.key_locs = {"a": where}
+    for other in (copy.deepcopy(made), pickle.loads(pickle.dumps(made))):
+        assert type(other) is YMap and other == plain and other.loc == where and other.key_locs == {"a": where}
+    assert made.dyn is None and made == plain
