@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+
+from ._strict import Strict
 
 __all__ = [
     "ArchitectureFile",
@@ -58,11 +60,7 @@ LayerList = Annotated[
 ParamMap = Annotated[Any, AfterValidator(_mapping), WithJsonSchema({"type": "object"})]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Published(_Strict):
+class Published(Strict):
     """The published parameter count this architecture is held to."""
 
     params: int = Field(ge=0, description="parameter count as published")
@@ -76,7 +74,7 @@ class Published(_Strict):
     )
 
 
-class Reference(_Strict):
+class Reference(Strict):
     """The implementation this architecture must equal (keys, shapes, outputs)."""
 
     torchvision: str | None = Field(None, description="torchvision.models builder name")
@@ -87,7 +85,7 @@ class Reference(_Strict):
         return {lib: name for lib, name in (("torchvision", self.torchvision), ("timm", self.timm)) if name}
 
 
-class WeightsSource(_Strict):
+class WeightsSource(Strict):
     """Parameters the published weights of one library need (e.g. transform_input: true)."""
 
     params: dict[str, Any] = Field(default_factory=dict)
@@ -97,7 +95,7 @@ class WeightsSource(_Strict):
     )
 
 
-class BlockTemplate(_Strict):
+class BlockTemplate(Strict):
     """A reusable block: parameters with defaults (or 'required') and layers over them."""
 
     description: str = ""
@@ -106,7 +104,7 @@ class BlockTemplate(_Strict):
     layers: LayerList
 
 
-class ArchitectureFile(_Strict):
+class ArchitectureFile(Strict):
     """An architecture file as written (before ``extends`` is resolved)."""
 
     name: str = Field(pattern=NAME_PATTERN, description="registry name")
@@ -132,7 +130,7 @@ class ArchitectureFile(_Strict):
     layers: LayerList | None = None
 
 
-class BlockLibrary(_Strict):
+class BlockLibrary(Strict):
     """A file of shared block templates (``kind: blocks``)."""
 
     kind: Literal["blocks"]

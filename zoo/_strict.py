@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 __all__ = ["Strict"]
 
 
-def _mentions_bool(annotation: Any) -> bool:
-    return annotation is bool or any(_mentions_bool(a) for a in get_args(annotation))
+def _mentions(annotation: Any, types: tuple[type, ...]) -> bool:
+    return annotation in types or any(_mentions(a, types) for a in get_args(annotation))
 
 
 def _words(annotation: Any) -> tuple[str, ...] | None:
@@ -43,8 +43,9 @@ def _bool_rule(model: type[BaseModel], field_name: str) -> tuple[str, tuple[str,
         return "any", ()
     if annotation is bool or annotation == (bool | None):
         return "flag", ()
-    if not _mentions_bool(annotation):
-        return "number", ()
+    if not _mentions(annotation, (bool,)):
+        # a text field refuses a boolean by its own type, with its own message ("expected a string")
+        return ("any", ()) if _mentions(annotation, (str,)) else ("number", ())
     words = _words(annotation)
     return ("choice", words) if words else ("any", ())
 
