@@ -272,11 +272,9 @@ def _has_expression(value: Any) -> bool:
 
 def _located_like(original: Any, subset: dict[str, Any]) -> Any:
     """``subset`` keeping the key locations of ``original`` (so errors point at the file)."""
-    from ._yaml import YMap
+    from ._yaml import located_map
 
-    out = YMap(subset, loc=loc_of(original))
-    out.key_locs = getattr(original, "key_locs", {})
-    return out
+    return located_map(subset, loc_of(original), getattr(original, "key_locs", {}))
 
 
 def _about(err: ZooError, path: str, keys: set[str]) -> bool:

@@ -37,7 +37,7 @@ from ._pydantic_errors import validate
 from ._schema import ArchitectureSpec, BlockTemplate
 from ._tree import META_KEYS, Expanded, Group, Item, Leaf, _check_name, _fmt, _is_map, _name_checked
 from ._values import bind_params, resolve_values
-from ._yaml import YList, YMap, loc_of
+from ._yaml import YList, YMap, loc_of, located_map
 
 __all__ = ["bind_params", "builtin_names", "expand"]
 
@@ -223,9 +223,8 @@ class _Expander:
                     for k in meta:
                         del resolved[k]
                 else:
-                    rest = YMap({k: v for k, v in resolved.items() if k not in META_KEYS}, loc=loc_of(resolved))
-                    rest.key_locs = getattr(resolved, "key_locs", {})
-                    resolved = rest
+                    rest = {k: v for k, v in resolved.items() if k not in META_KEYS}
+                    resolved = located_map(rest, loc_of(resolved), getattr(resolved, "key_locs", {}))
             args = resolved
         elif args is not None:
             args = resolve_values(args, env, args_loc, where)

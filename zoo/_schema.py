@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from ._strict import Strict
 
@@ -39,12 +39,6 @@ def _non_empty_list(value: Any) -> Any:
 def _mapping(value: Any) -> Any:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError("expected a mapping of names to values")
-    return value
-
-
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("expected a positive integer, not a boolean")
     return value
 
 
@@ -112,7 +106,8 @@ class ArchitectureFile(Strict):
     abstract: bool = Field(False, description="a template for other files; not listed or built")
     description: str | None = None
     source: str | None = Field(None, description="paper, document or implementation")
-    input: list[Annotated[int, Field(gt=0), BeforeValidator(_not_bool)]] | None = Field(
+    # a boolean in it is refused by Strict
+    input: list[Annotated[int, Field(gt=0)]] | None = Field(
         None, min_length=1, max_length=3, description="[C, H, W] or [F]"
     )
     params: ParamMap = Field(default_factory=dict, description="parameters and their defaults")
